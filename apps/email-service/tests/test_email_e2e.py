@@ -1,0 +1,160 @@
+"""End to end: tasks published to RabbitMQ, consumed by the email worker, delivered over SMTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from email_service.settings import EmailSettings
+from email_service.worker import EmailWorker
+from email_smtp_server import SMTP_PASSWORD, SMTP_USER, ServerFactory, SmtpServer
+from worker_framework import TaskStatus
+from worker_framework.testing import (
+    QueueClient,
+    RecordingReporter,
+    WorkerThread,
+    unique_queue_name,
+    wait_for,
+    worker_settings,
+)
+
+WELCOME = {
+    "to": ["Ana Gómez <ana@example.com>"],
+    "template": "welcome",
+    "variables": {"name": "Ana", "login_url": "https://app.example.com/login"},
+}
+
+
+@pytest.fixture
+def queue_client() -> Iterator[QueueClient]:
+    """A connection to the test broker for publishing and reading."""
+    with QueueClient() as client:
+        yield client
+
+
+@pytest.fixture
+def e2e_settings(queue_client: QueueClient) -> Iterator[Any]:
+    """``e2e_settings(server, ca_file, **overrides)``: settings on a fresh queue, deleted after."""
+    made: list[EmailSettings] = []
+
+    def make(server: SmtpServer, ca_file: Path, **overrides: Any) -> EmailSettings:
+        values: dict[str, Any] = {
+            "worker_queue": unique_queue_name("email-e2e"),
+            "worker_max_retries": 2,
+            "worker_initial_delay_ms": 50,
+            "worker_max_delay_ms": 200,
+            "smtp_host": "127.0.0.1",
+            "smtp_port": server.port,
+            "smtp_security": "starttls",
+            "smtp_username": SMTP_USER,
+            "smtp_password": SMTP_PASSWORD,
+            "smtp_ca_file": ca_file,
+            "email_from": "Jupiter <no-reply@jupiter.example.com>",
+        }
+        values.update(overrides)
+        settings = worker_settings(EmailSettings, **values)
+        made.append(settings)
+        return settings
+
+    yield make
+    for settings in made:
+        queue_client.delete_worker_queues(settings)
+
+
+@pytest.fixture
+def reply_queue(queue_client: QueueClient) -> Iterator[str]:
+    """A queue receiving results (``reply_to``)."""
+    name = queue_client.declare_reply_queue()
+    yield name
+    queue_client.delete_queue(name)
+
+
+def test_a_queued_task_is_delivered_and_its_result_returned(
+    start_smtp_server: ServerFactory,
+    ca_file: Path,
+    e2e_settings: Any,
+    queue_client: QueueClient,
+    reply_queue: str,
+) -> None:
+    server = start_smtp_server("starttls")
+    settings = e2e_settings(server, ca_file)
+    reporter = RecordingReporter()
+    with WorkerThread(EmailWorker, settings, reporter=reporter):
+        task_id = queue_client.publish_task(
+            settings.worker_queue, {"id": "e2e-welcome-1", **WELCOME}, reply_to=reply_queue
+        )
+        [reply] = queue_client.wait_for_messages(reply_queue, 1)
+
+    assert task_id == "e2e-welcome-1"
+    assert reply.json() == {
+        "message_id": "<e2e-welcome-1@jupiter.example.com>",
+        "transport": "smtp",
+        "accepted": ["ana@example.com"],
+        "refused": {},
+        "path": None,
+    }
+    [received] = server.received
+    message = message_from_bytes(received.data, policy=policy.default)
+    assert message["Message-ID"] == "<e2e-welcome-1@jupiter.example.com>"
+    assert message["Subject"] == "Welcome to Jupiter, Ana!"
+    updates = reporter.for_task(task_id)
+    steps = [update.current_step for update in updates if update.status is TaskStatus.PROCESSING]
+    assert [step for step in steps if step] == ["rendering", "connecting", "sending", "done"]
+    assert updates[-1].status is TaskStatus.COMPLETED
+
+
+def test_a_4xx_is_retried_and_the_retry_keeps_the_message_id(
+    start_smtp_server: ServerFactory,
+    ca_file: Path,
+    e2e_settings: Any,
+    queue_client: QueueClient,
+    reply_queue: str,
+) -> None:
+    server = start_smtp_server("starttls", first_data_replies=["451 4.3.0 Try again later"])
+    settings = e2e_settings(server, ca_file)
+    reporter = RecordingReporter()
+    with WorkerThread(EmailWorker, settings, reporter=reporter):
+        task_id = queue_client.publish_task(
+            settings.worker_queue, {"id": "e2e-retry-1", **WELCOME}, reply_to=reply_queue
+        )
+        [reply] = queue_client.wait_for_messages(reply_queue, 1)
+
+    assert reply.json()["message_id"] == "<e2e-retry-1@jupiter.example.com>"
+    assert reply.header("x-attempt") == 2
+    [received] = server.received
+    assert b"Message-ID: <e2e-retry-1@jupiter.example.com>" in received.data
+    statuses = [update.status for update in reporter.for_task(task_id)]
+    assert TaskStatus.RETRY_SCHEDULED in statuses and statuses[-1] is TaskStatus.COMPLETED
+
+
+def test_a_5xx_dead_letters_the_task_with_the_servers_reply(
+    start_smtp_server: ServerFactory, ca_file: Path, e2e_settings: Any, queue_client: QueueClient
+) -> None:
+    server = start_smtp_server("starttls", data_reply="554 5.7.1 Rejected by policy")
+    settings = e2e_settings(server, ca_file)
+    with WorkerThread(EmailWorker, settings):
+        queue_client.publish_task(settings.worker_queue, {"id": "e2e-554", **WELCOME})
+        [dead] = queue_client.wait_for_messages(f"{settings.worker_queue}.dlq", 1)
+
+    assert dead.json()["id"] == "e2e-554"
+    assert "554 5.7.1 Rejected by policy" in dead.header("x-error-message")
+    assert dead.header("x-attempt") == 1
+    assert server.received == []
+
+
+def test_a_header_injection_task_is_dead_lettered_and_nothing_is_sent(
+    start_smtp_server: ServerFactory, ca_file: Path, e2e_settings: Any, queue_client: QueueClient
+) -> None:
+    server = start_smtp_server("starttls")
+    settings = e2e_settings(server, ca_file)
+    evil = {"id": "e2e-evil", "to": "ana@example.com", "subject": "Hi\r\nBcc: x@example.com"}
+    with WorkerThread(EmailWorker, settings):
+        queue_client.publish_task(settings.worker_queue, {**evil, "text": "hello"})
+        [dead] = queue_client.wait_for_messages(f"{settings.worker_queue}.dlq", 1)
+
+    assert "header injection" in dead.header("x-error-message")
+    assert server.received == []
+    wait_for(lambda: queue_client.message_count(settings.worker_queue) == 0, message="queue empty")

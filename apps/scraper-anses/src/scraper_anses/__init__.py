@@ -1,0 +1,1 @@
+"""scraper-anses: a worker that scrapes the ANSES office directory for one province."""
