@@ -11,6 +11,7 @@ from pathlib import Path
 
 from email_service import main as email_service_main
 from email_smtp_server import SMTP_PASSWORD, SMTP_USER, ServerFactory
+from shared_utils.child_process import inherited_pythonpath
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -27,7 +28,7 @@ def _run_cli(
         if not name.startswith(("SMTP_", "EMAIL_", "WORKER_", "GRAPHQL_", "LOG_"))
     }
     # The child imports exactly what this test process imports.
-    clean["PYTHONPATH"] = os.pathsep.join(os.path.abspath(path) for path in sys.path if path)
+    clean["PYTHONPATH"] = inherited_pythonpath()
     clean.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", email_service_main.__name__, *args],

@@ -1,0 +1,1 @@
+"""task-api: the GraphQL service that records task progress and submits tasks to RabbitMQ."""

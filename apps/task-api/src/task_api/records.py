@@ -1,0 +1,76 @@
+"""Plain records passed between the GraphQL layer, the rules and the storage."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Status(str, enum.Enum):
+    """Lifecycle of a task, as in DESIGN.md."""
+
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    RETRY_SCHEDULED = "RETRY_SCHEDULED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class ProgressReport:
+    """One validated ``reportTaskProgress`` input."""
+
+    task_id: str
+    worker_type: str
+    status: Status
+    progress: int | None = None
+    current_step: str | None = None
+    attempt: int | None = None
+    error_message: str | None = None
+    next_retry_at: datetime | None = None
+    result: Any = None
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """The current state of a task (what ``task(id)`` shows, without the history)."""
+
+    id: str
+    status: Status
+    created_at: datetime
+    updated_at: datetime
+    queue: str | None = None
+    worker_type: str | None = None
+    progress: int = 0
+    current_step: str | None = None
+    attempt: int | None = None
+    error_message: str | None = None
+    next_retry_at: datetime | None = None
+    result: Any = None
+    payload: Any = None
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One accepted update of a task, in the order it was applied."""
+
+    status: Status
+    recorded_at: datetime
+    worker_type: str | None = None
+    progress: int | None = None
+    current_step: str | None = None
+    attempt: int | None = None
+    error_message: str | None = None
+    next_retry_at: datetime | None = None
+    result: Any = None
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    """A page of tasks for cursor pagination, newest first."""
+
+    tasks: list[TaskState] = field(default_factory=list)
+    has_next_page: bool = False

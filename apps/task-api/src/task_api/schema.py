@@ -1,0 +1,279 @@
+"""The GraphQL schema of task-api (strawberry): progress reports, submission and queries."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import strawberry
+from graphql import GraphQLError
+from loguru import logger
+from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from task_api.inputs import MAX_ID_LENGTH, PageModel, ProgressInputModel, SubmissionModel, validate
+from task_api.publisher import PublishError, TaskPublisher
+from task_api.records import HistoryEntry, Status, TaskState
+from task_api.storage import TaskStore
+
+TaskStatus = strawberry.enum(Status, name="TaskStatus", description="Lifecycle of a task.")
+
+_CURSOR_PREFIX = "task:"
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    """What every resolver needs, handed to strawberry as the execution context."""
+
+    store: TaskStore
+    publisher: TaskPublisher
+
+
+def _context(info: Info[ApiContext, None]) -> ApiContext:
+    return info.context
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def encode_cursor(seq: int) -> str:
+    """An opaque cursor for the task with sequence number ``seq``."""
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{seq}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> int:
+    """The sequence number inside ``cursor``; a GraphQL error naming ``after`` if malformed."""
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+        if text.startswith(_CURSOR_PREFIX):
+            return int(text[len(_CURSOR_PREFIX) :])
+    except ValueError:
+        pass
+    raise GraphQLError(
+        "invalid after: not a cursor returned by tasks", extensions={"fields": ["after"]}
+    )
+
+
+@strawberry.type(description="One accepted update of a task, in the order it was applied.")
+class TaskEvent:
+    status: TaskStatus  # type: ignore[valid-type]
+    recorded_at: datetime
+    worker_type: str | None
+    progress: int | None
+    current_step: str | None
+    attempt: int | None
+    error_message: str | None
+    next_retry_at: datetime | None
+    result: JSON | None
+
+    @classmethod
+    def from_entry(cls, entry: HistoryEntry) -> TaskEvent:
+        """Build from a storage record."""
+        return cls(
+            status=entry.status,
+            recorded_at=entry.recorded_at,
+            worker_type=entry.worker_type,
+            progress=entry.progress,
+            current_step=entry.current_step,
+            attempt=entry.attempt,
+            error_message=entry.error_message,
+            next_retry_at=entry.next_retry_at,
+            result=entry.result,
+        )
+
+
+@strawberry.type(description="A task: its current state and the history of its updates.")
+class Task:
+    id: strawberry.ID
+    queue: str | None
+    status: TaskStatus  # type: ignore[valid-type]
+    progress: int
+    current_step: str | None
+    attempt: int | None
+    worker_type: str | None
+    error_message: str | None
+    next_retry_at: datetime | None
+    result: JSON | None
+    payload: JSON | None
+    created_at: datetime
+    updated_at: datetime
+
+    @strawberry.field
+    def history(self, info: Info[ApiContext, None]) -> list[TaskEvent]:
+        """Accepted updates, oldest first."""
+        return [TaskEvent.from_entry(e) for e in _context(info).store.history(str(self.id))]
+
+    @classmethod
+    def from_state(cls, state: TaskState) -> Task:
+        """Build from a storage record."""
+        return cls(
+            id=strawberry.ID(state.id),
+            queue=state.queue,
+            status=state.status,
+            progress=state.progress,
+            current_step=state.current_step,
+            attempt=state.attempt,
+            worker_type=state.worker_type,
+            error_message=state.error_message,
+            next_retry_at=state.next_retry_at,
+            result=state.result,
+            payload=state.payload,
+            created_at=state.created_at,
+            updated_at=state.updated_at,
+        )
+
+
+@strawberry.type
+class TaskEdge:
+    cursor: str
+    node: Task
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type(description="A page of tasks, newest first.")
+class TaskConnection:
+    edges: list[TaskEdge]
+    page_info: PageInfo
+
+
+@strawberry.input(description="A progress report from a worker (DESIGN.md).")
+class TaskProgressInput:
+    task_id: strawberry.ID
+    worker_type: str
+    status: TaskStatus  # type: ignore[valid-type]
+    progress: int | None = None
+    current_step: str | None = None
+    attempt: int | None = None
+    error_message: str | None = None
+    next_retry_at: datetime | None = None
+    result: JSON | None = None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def task(self, info: Info[ApiContext, None], id: strawberry.ID) -> Task | None:
+        """One task by id, or null when unknown."""
+        state = _context(info).store.get(str(id))
+        return None if state is None else Task.from_state(state)
+
+    @strawberry.field
+    def tasks(
+        self,
+        info: Info[ApiContext, None],
+        status: TaskStatus | None = None,  # type: ignore[valid-type]
+        queue: str | None = None,
+        first: int = 20,
+        after: str | None = None,
+    ) -> TaskConnection:
+        """Tasks newest first, optionally filtered, with cursor paging."""
+        validate(PageModel, "tasks", {"first": first})
+        after_seq = None if after is None else decode_cursor(after)
+        page = _context(info).store.list_tasks(
+            status=None if status is None else Status(status).value,
+            queue=queue,
+            first=first,
+            after_seq=after_seq,
+        )
+        edges = [TaskEdge(cursor=encode_cursor(t.seq), node=Task.from_state(t)) for t in page.tasks]
+        return TaskConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next_page,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+        )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    def report_task_progress(
+        self, info: Info[ApiContext, None], input: TaskProgressInput
+    ) -> Task | None:
+        """Record a worker's progress report; stale reports are ignored.
+
+        Nullable on purpose: in a request carrying several reports (aliased fields), an error
+        in one nulls only that field, and the reports after it are still applied.
+        """
+        values: dict[str, Any] = {
+            "taskId": str(input.task_id),
+            "workerType": input.worker_type,
+            "status": input.status,
+            "progress": input.progress,
+            "currentStep": input.current_step,
+            "attempt": input.attempt,
+            "errorMessage": input.error_message,
+            "nextRetryAt": input.next_retry_at,
+            "result": input.result,
+        }
+        model: ProgressInputModel = validate(ProgressInputModel, "input", values)
+        state = _context(info).store.apply_report(model.to_report(), _now())
+        return Task.from_state(state)
+
+    @strawberry.mutation
+    def submit_task(
+        self,
+        info: Info[ApiContext, None],
+        queue: str,
+        payload: JSON,
+        id: strawberry.ID | None = None,
+    ) -> Task:
+        """Publish a task to RabbitMQ (confirmed) and record it QUEUED; idempotent by id."""
+        submission: SubmissionModel = validate(
+            SubmissionModel, "submitTask", {"queue": queue, "payload": payload, "id": id}
+        )
+        task_id = submission.id or _payload_id(submission.payload) or uuid.uuid4().hex
+        body = {**submission.payload, "id": task_id}
+        context = _context(info)
+        state, created = context.store.claim_submission(task_id, submission.queue, body, _now())
+        if not created:
+            return Task.from_state(state)
+        try:
+            context.publisher.publish(submission.queue, task_id, body)
+        except PublishError as error:
+            context.store.forget_submission(task_id)
+            logger.warning("task {} not submitted to {}: {}", task_id, submission.queue, error)
+            raise GraphQLError(str(error), extensions={"code": "PUBLISH_FAILED"}) from None
+        return Task.from_state(state)
+
+
+def _payload_id(payload: dict[str, Any]) -> str | None:
+    value = payload.get("id")
+    if not isinstance(value, str) or not value:
+        return None
+    if len(value) > MAX_ID_LENGTH:
+        raise GraphQLError(
+            f"invalid submitTask: payload.id: longer than {MAX_ID_LENGTH} characters",
+            extensions={"code": "BAD_USER_INPUT", "fields": ["payload.id"]},
+        )
+    return value
+
+
+#: Workers send the same few documents over and over (a report, a batch of N reports), so
+#: parsing and validating each only once saves most of the server's time per request.
+_DOCUMENT_CACHE_SIZE = 256
+
+schema = strawberry.Schema(
+    query=Query,
+    mutation=Mutation,
+    # Instances on purpose (one cache shared by every request); strawberry's annotation only
+    # names classes and factories, which would build a new, empty cache per request.
+    extensions=cast(
+        list[type[SchemaExtension]],
+        [
+            ParserCache(maxsize=_DOCUMENT_CACHE_SIZE),
+            ValidationCache(maxsize=_DOCUMENT_CACHE_SIZE),
+        ],
+    ),
+)

@@ -1,0 +1,299 @@
+"""TaskStore on SQL: one connection per process, guarded by a lock, explicit transactions."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from task_api.progress_rules import apply_report
+from task_api.records import HistoryEntry, ProgressReport, Status, TaskPage, TaskState
+from task_api.sql_dialects import Connection, Dialect
+from task_api.storage import TaskStore
+
+# Queries are assembled only from these constant column lists and fixed conditions; every value
+# goes through a placeholder (hence the S608 exemptions below).
+_TASK_COLUMNS = (
+    "seq, id, queue, status, worker_type, progress, current_step, attempt, error_message,"
+    " next_retry_at, result, payload, created_at, updated_at"
+)
+_HISTORY_COLUMNS = (
+    "status, worker_type, progress, current_step, attempt, error_message, next_retry_at,"
+    " result, recorded_at"
+)
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _load(value: Any) -> Any:
+    return None if value is None else json.loads(value)
+
+
+class SqlTaskStore(TaskStore):
+    """A TaskStore for SQLite or PostgreSQL, the differences given by ``dialect``.
+
+    One connection is shared by the server's threads under a lock: task-api's writes are
+    short, and a single writer keeps SQLite free of "database is locked" retries.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self._lock = threading.Lock()
+        self._conn: Connection | None = None
+
+    @contextmanager
+    def _transaction(self, *, write: bool = True) -> Iterator[Connection]:
+        with self._lock:
+            conn = self._begin(self._dialect.begin_write if write else "BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                self._rollback(conn)
+                raise
+            conn.execute("COMMIT")
+
+    def _begin(self, statement: str) -> Connection:
+        if self._conn is None or self._dialect.is_broken(self._conn):
+            self._conn = self._dialect.connect()
+        try:
+            self._conn.execute(statement)
+        except Exception:
+            if not self._dialect.is_broken(self._conn):
+                raise
+            # The server dropped the idle connection (a restart, a failover): nothing was done
+            # yet in this transaction, so one fresh connection may simply start it again.
+            self._conn = self._dialect.connect()
+            self._conn.execute(statement)
+        return self._conn
+
+    def _rollback(self, conn: Connection) -> None:
+        try:
+            conn.execute("ROLLBACK")
+        except Exception:
+            # A broken connection has nothing left to roll back; the next call reconnects.
+            if not self._dialect.is_broken(conn):
+                raise
+
+    def _run(self, conn: Connection, query: str, params: tuple[Any, ...] = ()) -> Any:
+        return conn.execute(self._dialect.sql(query), params)
+
+    def migrate(self) -> None:
+        with self._transaction() as conn:
+            self._run(conn, "CREATE TABLE IF NOT EXISTS task_api_schema (version INTEGER NOT NULL)")
+            row = self._run(conn, "SELECT MAX(version) FROM task_api_schema").fetchone()
+            current = row[0] or 0
+            for version, statements in enumerate(self._dialect.migrations(), start=1):
+                if version <= current:
+                    continue
+                for statement in statements:
+                    self._run(conn, statement)
+                self._run(conn, "INSERT INTO task_api_schema (version) VALUES (?)", (version,))
+
+    def _row_to_state(self, row: Any) -> TaskState:
+        created_at = self._dialect.from_db_time(row[12])
+        updated_at = self._dialect.from_db_time(row[13])
+        assert created_at is not None and updated_at is not None
+        return TaskState(
+            seq=int(row[0]),
+            id=row[1],
+            queue=row[2],
+            status=Status(row[3]),
+            worker_type=row[4],
+            progress=int(row[5]),
+            current_step=row[6],
+            attempt=row[7],
+            error_message=row[8],
+            next_retry_at=self._dialect.from_db_time(row[9]),
+            result=_load(row[10]),
+            payload=_load(row[11]),
+            created_at=created_at,
+            updated_at=updated_at,
+        )
+
+    def _select(self, conn: Connection, task_id: str, *, lock: bool) -> TaskState | None:
+        query = f"SELECT {_TASK_COLUMNS} FROM task_api_tasks WHERE id = ?"  # noqa: S608
+        if lock:
+            query += self._dialect.lock_row
+        row = self._run(conn, query, (task_id,)).fetchone()
+        return None if row is None else self._row_to_state(row)
+
+    def get(self, task_id: str) -> TaskState | None:
+        with self._transaction(write=False) as conn:
+            return self._select(conn, task_id, lock=False)
+
+    def history(self, task_id: str) -> list[HistoryEntry]:
+        with self._transaction(write=False) as conn:
+            rows = self._run(
+                conn,
+                f"SELECT {_HISTORY_COLUMNS} FROM task_api_history"  # noqa: S608
+                " WHERE task_id = ? ORDER BY seq",
+                (task_id,),
+            ).fetchall()
+        entries = []
+        for row in rows:
+            recorded_at = self._dialect.from_db_time(row[8])
+            assert recorded_at is not None
+            entries.append(
+                HistoryEntry(
+                    status=Status(row[0]),
+                    worker_type=row[1],
+                    progress=row[2],
+                    current_step=row[3],
+                    attempt=row[4],
+                    error_message=row[5],
+                    next_retry_at=self._dialect.from_db_time(row[6]),
+                    result=_load(row[7]),
+                    recorded_at=recorded_at,
+                )
+            )
+        return entries
+
+    def _insert_new(
+        self,
+        conn: Connection,
+        task_id: str,
+        now: datetime,
+        *,
+        queue: str | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> None:
+        stamp = self._dialect.to_db_time(now)
+        self._run(
+            conn,
+            "INSERT INTO task_api_tasks"
+            " (id, queue, status, payload, submitted, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            (
+                task_id,
+                queue,
+                Status.QUEUED.value,
+                _dump(payload),
+                int(payload is not None),
+                stamp,
+                stamp,
+            ),
+        )
+
+    def _record_history(self, conn: Connection, task_id: str, entry: HistoryEntry) -> None:
+        self._run(
+            conn,
+            f"INSERT INTO task_api_history (task_id, {_HISTORY_COLUMNS})"  # noqa: S608
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                task_id,
+                entry.status.value,
+                entry.worker_type,
+                entry.progress,
+                entry.current_step,
+                entry.attempt,
+                entry.error_message,
+                self._dialect.to_db_time(entry.next_retry_at),
+                _dump(entry.result),
+                self._dialect.to_db_time(entry.recorded_at),
+            ),
+        )
+
+    def apply_report(self, report: ProgressReport, now: datetime) -> TaskState:
+        with self._transaction() as conn:
+            # A task enqueued without task-api (e.g. the worker's `enqueue` command) is first
+            # seen in a worker's report: it is created on the fly.
+            self._insert_new(conn, report.task_id, now)
+            current = self._select(conn, report.task_id, lock=True)
+            assert current is not None
+            new_state = apply_report(current, report, now)
+            if new_state is None:
+                return current
+            self._run(
+                conn,
+                "UPDATE task_api_tasks SET status = ?, worker_type = ?, progress = ?,"
+                " current_step = ?, attempt = ?, error_message = ?, next_retry_at = ?,"
+                " result = ?, updated_at = ? WHERE id = ?",
+                (
+                    new_state.status.value,
+                    new_state.worker_type,
+                    new_state.progress,
+                    new_state.current_step,
+                    new_state.attempt,
+                    new_state.error_message,
+                    self._dialect.to_db_time(new_state.next_retry_at),
+                    _dump(new_state.result),
+                    self._dialect.to_db_time(now),
+                    report.task_id,
+                ),
+            )
+            self._record_history(
+                conn,
+                report.task_id,
+                HistoryEntry(
+                    status=report.status,
+                    worker_type=report.worker_type,
+                    progress=report.progress,
+                    current_step=report.current_step,
+                    attempt=report.attempt,
+                    error_message=report.error_message,
+                    next_retry_at=report.next_retry_at,
+                    result=report.result,
+                    recorded_at=now,
+                ),
+            )
+            return new_state
+
+    def claim_submission(
+        self, task_id: str, queue: str, payload: dict[str, Any], now: datetime
+    ) -> tuple[TaskState, bool]:
+        with self._transaction() as conn:
+            existing = self._select(conn, task_id, lock=True)
+            if existing is not None:
+                return existing, False
+            self._insert_new(conn, task_id, now, queue=queue, payload=payload)
+            self._record_history(conn, task_id, HistoryEntry(status=Status.QUEUED, recorded_at=now))
+            state = self._select(conn, task_id, lock=False)
+            assert state is not None
+            return state, True
+
+    def forget_submission(self, task_id: str) -> None:
+        with self._transaction() as conn:
+            deleted = self._run(
+                conn,
+                "DELETE FROM task_api_tasks WHERE id = ? AND status = ?",
+                (task_id, Status.QUEUED.value),
+            )
+            if deleted.rowcount:
+                self._run(conn, "DELETE FROM task_api_history WHERE task_id = ?", (task_id,))
+
+    def list_tasks(
+        self, *, status: str | None, queue: str | None, first: int, after_seq: int | None
+    ) -> TaskPage:
+        conditions: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            conditions.append("status = ?")
+            params.append(status)
+        if queue is not None:
+            conditions.append("queue = ?")
+            params.append(queue)
+        if after_seq is not None:
+            conditions.append("seq < ?")
+            params.append(after_seq)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        params.append(first + 1)
+        with self._transaction(write=False) as conn:
+            rows = self._run(
+                conn,
+                f"SELECT {_TASK_COLUMNS} FROM task_api_tasks{where}"  # noqa: S608
+                " ORDER BY seq DESC LIMIT ?",
+                tuple(params),
+            ).fetchall()
+        tasks = [self._row_to_state(row) for row in rows[:first]]
+        return TaskPage(tasks=tasks, has_next_page=len(rows) > first)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -1,0 +1,49 @@
+"""Shared by the end-to-end tests: retry settings and a reporter that sees final statuses."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from worker_framework import ProgressReporter, ProgressUpdate
+
+#: Quick retries: the retry tests wait for them, and the formula is the same at any scale.
+FAST_RETRIES: dict[str, Any] = {
+    "worker_initial_delay_ms": 100,
+    "worker_backoff_factor": 2.0,
+    "worker_max_delay_ms": 1000,
+    "worker_max_retries": 3,
+}
+
+
+class TeeReporter(ProgressReporter):
+    """Forwards every update to another reporter and remembers the final statuses seen.
+
+    Lets a test know the worker finished a task without asking the API that may be down.
+    """
+
+    def __init__(self, inner: ProgressReporter) -> None:
+        self.inner = inner
+        self.finished: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def report(self, update: ProgressUpdate) -> None:
+        """Remember final statuses, then forward."""
+        if update.status.value in ("COMPLETED", "FAILED"):
+            with self._lock:
+                self.finished[update.task_id] = update.status.value
+        self.inner.report(update)
+
+    def close(self, timeout_s: float) -> None:
+        """Close the inner reporter."""
+        self.inner.close(timeout_s)
+
+    def finished_all(self, task_ids: list[str]) -> Callable[[], bool]:
+        """A predicate: every one of ``task_ids`` has reached a final status."""
+
+        def check() -> bool:
+            with self._lock:
+                return all(task_id in self.finished for task_id in task_ids)
+
+        return check
