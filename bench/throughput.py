@@ -1,0 +1,358 @@
+"""Throughput of a framework worker against a minimal raw-pika consumer, plus worker memory.
+
+    python bench/throughput.py --messages 20000 --prefetch 100
+
+Both consumers run in their own process against the same broker, on a durable queue preloaded
+with the same persistent messages, with the same prefetch, acknowledging every message
+individually. The framework side is the real consuming path (``Consumer``: JSON decoding,
+pydantic validation, a worker thread per task, ack after settlement) of a no-op worker; its
+progress reporter counts updates so the process can time itself from the first task started to
+the last one acknowledged. The raw side times itself from its first delivery to its last ack.
+Idle memory is read from a separate fresh worker process that consumes an empty queue.
+
+The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pika
+from pydantic import BaseModel
+from shared_utils.child_process import inherited_pythonpath
+from worker_framework import (
+    BaseWorker,
+    LogReporter,
+    ProgressReporter,
+    ProgressUpdate,
+    TaskContext,
+    TaskStatus,
+)
+from worker_framework.consumer import Consumer
+from worker_framework.logging import configure_logging
+from worker_framework.settings import WorkerSettings, load_settings
+from worker_framework.shutdown import SignalHandlers
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+class NoopTask(BaseModel):
+    """A task that asks for nothing."""
+
+    id: str
+
+
+class NoopResult(BaseModel):
+    """The echo of a no-op task."""
+
+    id: str
+
+
+class NoopWorker(BaseWorker[NoopTask, NoopResult]):
+    """Does nothing, so the benchmark measures the framework alone."""
+
+    default_queue = "bench-noop"
+
+    def worker_type(self) -> str:
+        """Logs say ``noop``."""
+        return "noop"
+
+    def execute_task(self, task: NoopTask, ctx: TaskContext) -> NoopResult:
+        """Return at once."""
+        return NoopResult(id=task.id)
+
+
+class TimingReporter(ProgressReporter):
+    """Counts settled tasks; writes the timing to ``result_file`` after ``expected`` of them."""
+
+    def __init__(self, expected: int, result_file: Path) -> None:
+        self._expected = expected
+        self._result_file = result_file
+        self._log = LogReporter()
+        self._lock = threading.Lock()
+        self._first: float | None = None
+        self._done = 0
+
+    def report(self, update: ProgressUpdate) -> None:
+        """Time the first start and the last completion (reported after the ack)."""
+        now = time.perf_counter()
+        self._log.report(update)
+        with self._lock:
+            if self._first is None:
+                self._first = now
+            if update.status is TaskStatus.COMPLETED:
+                self._done += 1
+                if self._done == self._expected:
+                    write_atomically(
+                        self._result_file,
+                        json.dumps({"count": self._done, "seconds": now - self._first}),
+                    )
+
+    def close(self, timeout_s: float) -> None:
+        """Nothing buffered."""
+
+
+def serve_framework(queue: str, prefetch: int, expected: int, result_file: Path) -> None:
+    """The framework worker process (``--role framework``)."""
+    settings = load_settings(WorkerSettings, worker_queue=queue, worker_prefetch=prefetch)
+    configure_logging(settings)
+    consumer = Consumer(NoopWorker(settings), settings, TimingReporter(expected, result_file))
+    SignalHandlers(consumer.request_stop).install()
+    consumer.run()
+
+
+def serve_raw(url: str, queue: str, prefetch: int, expected: int, result_file: Path) -> None:
+    """The minimal raw-pika consumer process (``--role raw``): ack each message as it comes."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.basic_qos(prefetch_count=prefetch)
+    state: dict[str, Any] = {"first": None, "count": 0}
+
+    def on_message(ch: Any, method: Any, _properties: Any, _body: bytes) -> None:
+        if state["first"] is None:
+            state["first"] = time.perf_counter()
+        ch.basic_ack(method.delivery_tag)
+        state["count"] += 1
+        if state["count"] == expected:
+            seconds = time.perf_counter() - state["first"]
+            write_atomically(result_file, json.dumps({"count": expected, "seconds": seconds}))
+            ch.stop_consuming()
+
+    channel.basic_consume(queue, on_message)
+    channel.start_consuming()
+    connection.close()
+
+
+def preload(url: str, queue: str, messages: int) -> None:
+    """Fill a fresh durable queue with persistent no-op tasks, as ``enqueue`` would publish them."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.queue_declare(queue, durable=True)
+    for number in range(messages):
+        task_id = f"t{number}"
+        channel.basic_publish(
+            "",
+            queue,
+            json.dumps({"id": task_id}).encode(),
+            pika.BasicProperties(
+                delivery_mode=2,
+                content_type="application/json",
+                message_id=task_id,
+                headers={"x-attempt": 1},
+            ),
+        )
+    while channel.queue_declare(queue, passive=True).method.message_count < messages:
+        connection.process_data_events(0.05)
+    connection.close()
+
+
+def message_count(url: str, queue: str) -> int:
+    """How many messages are ready in ``queue``."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        connection.close()
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` so that a reader polling for ``path`` never sees half of it."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def consumer_count(url: str, queue: str) -> int:
+    """How many consumers ``queue`` has."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.consumer_count)
+    except pika.exceptions.ChannelClosedByBroker:
+        return 0
+    finally:
+        connection.close()
+
+
+def delete_queues(url: str, *queues: str) -> None:
+    """Remove the benchmark's queues."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    for queue in queues:
+        channel.queue_delete(queue)
+    connection.close()
+
+
+def rss_mb(pid: int, field: str) -> float:
+    """``VmRSS`` (current) or ``VmHWM`` (peak) of a process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not found for pid {pid}")
+
+
+def spawn(
+    role: str, args: argparse.Namespace, queue: str, result_file: Path, log_file: Path
+) -> subprocess.Popen[bytes]:
+    """Start this script in ``role`` as a subprocess that sees the same modules.
+
+    Its output goes to ``log_file``, as a container's goes to a log collector.
+    """
+    env = dict(os.environ, PYTHONPATH=inherited_pythonpath(), AMQP_URL=args.amqp_url)
+    env["LOG_LEVEL"] = args.log_level
+    command = [sys.executable, os.path.abspath(__file__), "--role", role, "--queue", queue]
+    command += [
+        "--messages",
+        str(args.messages),
+        "--prefetch",
+        str(args.prefetch),
+        "--result-file",
+        str(result_file),
+    ]
+    with log_file.open("ab") as log:
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    """Poll until ``predicate()`` is true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def measure(role: str, args: argparse.Namespace, workdir: Path) -> tuple[float, float | None]:
+    """Messages per second for one consumer kind (and the worker's peak RSS for the framework)."""
+    queue = f"bench-{role}-{uuid.uuid4().hex[:8]}"
+    result_file = workdir / f"{queue}.json"
+    preload(args.amqp_url, queue, args.messages)
+    process = spawn(role, args, queue, result_file, workdir / f"{queue}.log")
+    try:
+        wait_until(result_file.exists, args.timeout, f"{role} consumer to finish")
+        result = json.loads(result_file.read_text())
+        peak = rss_mb(process.pid, "VmHWM") if role == "framework" else None
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        process.wait(30)
+        # Every message must have been acknowledged: none may be back in the queue.
+        left = message_count(args.amqp_url, queue)
+        if left:
+            raise SystemExit(f"{role} consumer left {left} messages unacknowledged")
+        delete_queues(
+            args.amqp_url, queue, f"{queue}.dlq", *(f"{queue}.retry.{ms}" for ms in retry_tiers())
+        )
+    return result["count"] / result["seconds"], peak
+
+
+def retry_tiers() -> list[int]:
+    """The delay-queue tiers a default-configured worker declares (for cleanup)."""
+    from worker_framework.retry_policy import RetryPolicy
+
+    return RetryPolicy.from_settings(load_settings(WorkerSettings)).tiers()
+
+
+def idle_rss(args: argparse.Namespace, workdir: Path) -> float:
+    """RSS of a fresh framework worker consuming an empty queue."""
+    queue = f"bench-idle-{uuid.uuid4().hex[:8]}"
+    process = spawn("framework", args, queue, Path(os.devnull), workdir / f"{queue}.log")
+    try:
+        wait_until(
+            lambda: consumer_count(args.amqp_url, queue) == 1,
+            args.timeout,
+            "idle worker to consume",
+        )
+        time.sleep(1.0)
+        return rss_mb(process.pid, "VmRSS")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        if process.wait(30) != 0:
+            print("warning: idle worker did not exit 0 on SIGTERM", file=sys.stderr)
+        delete_queues(
+            args.amqp_url, queue, f"{queue}.dlq", *(f"{queue}.retry.{ms}" for ms in retry_tiers())
+        )
+
+
+def main() -> None:
+    """Parse arguments and run the benchmark (or one of its consumer roles)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--messages", type=int, default=20000, help="tasks per consumer (default 20000)"
+    )
+    parser.add_argument(
+        "--prefetch", type=int, default=100, help="prefetch of both consumers (default 100)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds; medians are kept"
+    )
+    parser.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL))
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        help="LOG_LEVEL of the framework worker (default WARNING; INFO logs two lines a task)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=600, help="give up after this many seconds per phase"
+    )
+    parser.add_argument(
+        "--role", choices=["bench", "framework", "raw"], default="bench", help=argparse.SUPPRESS
+    )
+    parser.add_argument("--queue", help=argparse.SUPPRESS)
+    parser.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.messages < 1 or args.prefetch < 1 or args.rounds < 1:
+        parser.error("--messages, --prefetch and --rounds must be positive")
+
+    if args.role == "framework":
+        serve_framework(args.queue, args.prefetch, args.messages, args.result_file)
+        return
+    if args.role == "raw":
+        serve_raw(args.amqp_url, args.queue, args.prefetch, args.messages, args.result_file)
+        return
+
+    raw_rates: list[float] = []
+    framework_rates: list[float] = []
+    peaks: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        workdir = Path(tmp)
+        idle = idle_rss(args, workdir)
+        # Alternate the two and keep the medians: a shared machine drifts during a run.
+        for round_number in range(1, args.rounds + 1):
+            raw_rates.append(measure("raw", args, workdir)[0])
+            rate, peak = measure("framework", args, workdir)
+            framework_rates.append(rate)
+            peaks.append(peak or 0.0)
+            print(
+                f"round {round_number}: raw {raw_rates[-1]:.0f} msg/s, framework {rate:.0f} msg/s",
+                file=sys.stderr,
+            )
+    raw_rate = statistics.median(raw_rates)
+    framework_rate = statistics.median(framework_rates)
+    figures = {
+        "messages": args.messages,
+        "prefetch": args.prefetch,
+        "rounds": args.rounds,
+        "log_level": args.log_level,
+        "framework_msgs_per_s": round(framework_rate, 1),
+        "raw_pika_msgs_per_s": round(raw_rate, 1),
+        "ratio": round(framework_rate / raw_rate, 3),
+        "worker_idle_rss_mb": round(idle, 1),
+        "worker_peak_rss_mb": round(max(peaks), 1),
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

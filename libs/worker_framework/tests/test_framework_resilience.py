@@ -1,0 +1,224 @@
+"""Nothing is lost when a worker dies, the broker drops connections, or a task runs long."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import pytest
+from framework_probe_worker import ProbeWorker
+from worker_framework.consumer import Consumer
+from worker_framework.errors import TopologyMismatch
+from worker_framework.progress import LogReporter
+from worker_framework.retry_policy import dead_letter_queue_name
+from worker_framework.testing import (
+    WorkerProcess,
+    WorkerThread,
+    amqp_url,
+    close_broker_connections,
+    settings_env,
+    unique_queue_name,
+    wait_for,
+)
+
+PROBE = "framework_probe_worker:main"
+
+
+def _env(settings, **extra):
+    return {**settings_env(settings), "WORKER_PREFETCH": "1", **extra}
+
+
+def test_task_of_a_killed_worker_is_redelivered_and_completed_by_another(
+    client, make_settings, reply_queue, tmp_path
+):
+    settings = make_settings()
+    marker = tmp_path / "started"
+    with WorkerProcess(PROBE, "run", env=_env(settings)) as first:
+        wait_for(
+            lambda: client.consumer_count(settings.worker_queue) == 1,
+            message="first worker consuming",
+        )
+        client.publish_task(
+            settings.worker_queue,
+            {
+                "id": "survivor",
+                "sleep_s": 60,
+                "sleep_unless_redelivered": True,
+                "started_marker": str(marker),
+            },
+            reply_to=reply_queue,
+        )
+        wait_for(marker.exists, message="task started in the first worker")
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    with WorkerProcess(PROBE, "run", env=_env(settings)) as second:
+        [reply] = client.wait_for_messages(reply_queue, 1, timeout=30)
+        assert reply.json()["pid"] == second.pid
+        assert reply.json()["redelivered"] is True
+        second.send_signal(signal.SIGTERM)
+        assert second.wait() == 0
+
+
+def test_worker_reconnects_after_broker_closes_its_connection_and_loses_nothing(
+    client, make_settings, reply_queue
+):
+    settings = make_settings(worker_prefetch=5, worker_concurrency=3)
+    name = unique_queue_name("reconnect-worker")
+    task_ids = {f"r-{n}" for n in range(12)}
+    with WorkerThread(ProbeWorker, settings, connection_name=name) as worker:
+        for task_id in sorted(task_ids):
+            client.publish_task(
+                settings.worker_queue, {"id": task_id, "sleep_s": 0.3}, reply_to=reply_queue
+            )
+        first = client.wait_for_messages(reply_queue, 1)
+        assert close_broker_connections(name) == 1
+        wait_for(lambda: worker.consumer.reconnects >= 1 and worker.consumer.consuming.is_set())
+        replied = {m.json()["id"] for m in first}
+
+        def all_replied():
+            while (message := client.get(reply_queue)) is not None:
+                replied.add(message.json()["id"])
+            return replied >= task_ids
+
+        wait_for(all_replied, timeout=30, message="every task completed")
+        # Acking an old delivery tag on the new channel would make the broker close it
+        # (PRECONDITION_FAILED) and force another reconnect.
+        assert worker.consumer.reconnects == 1
+    assert client.message_count(settings.worker_queue) == 0
+
+
+def test_task_longer_than_four_heartbeats_completes_without_redelivery(
+    client, make_settings, reply_queue
+):
+    settings = make_settings(worker_heartbeat_s=1)
+    with WorkerThread(ProbeWorker, settings) as worker:
+        client.publish_task(
+            settings.worker_queue, {"id": "long", "sleep_s": 4.5}, reply_to=reply_queue
+        )
+        [reply] = client.wait_for_messages(reply_queue, 1, timeout=30)
+        assert worker.consumer.reconnects == 0
+    assert reply.json()["attempt"] == 1
+    assert reply.json()["redelivered"] is False
+    assert client.message_count(reply_queue) == 0
+
+
+def test_sigterm_mid_task_finishes_the_task_and_exits_zero(
+    client, make_settings, reply_queue, tmp_path
+):
+    settings = make_settings()
+    marker = tmp_path / "started"
+    with WorkerProcess(PROBE, "run", env=_env(settings)) as worker:
+        wait_for(lambda: client.consumer_count(settings.worker_queue) == 1)
+        client.publish_task(
+            settings.worker_queue,
+            {"id": "finish-me", "sleep_s": 1.5, "started_marker": str(marker)},
+            reply_to=reply_queue,
+        )
+        wait_for(marker.exists)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.output()
+        [reply] = client.wait_for_messages(reply_queue, 1)
+    assert reply.json()["id"] == "finish-me"
+    assert client.message_count(settings.worker_queue) == 0
+
+
+def test_sigterm_with_task_longer_than_grace_returns_it_to_the_queue(
+    client, make_settings, tmp_path
+):
+    settings = make_settings()
+    marker = tmp_path / "started"
+    env = _env(settings, WORKER_SHUTDOWN_GRACE_S="0.5")
+    with WorkerProcess(PROBE, "run", env=env) as worker:
+        wait_for(lambda: client.consumer_count(settings.worker_queue) == 1)
+        client.publish_task(
+            settings.worker_queue, {"id": "too-long", "sleep_s": 60, "started_marker": str(marker)}
+        )
+        wait_for(marker.exists)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.output()
+    [message] = wait_for(lambda: client.peek(settings.worker_queue))
+    assert message.json()["id"] == "too-long"
+
+
+def test_second_signal_exits_at_once_and_the_task_returns_to_the_queue(
+    client, make_settings, tmp_path
+):
+    settings = make_settings()
+    marker = tmp_path / "started"
+    with WorkerProcess(PROBE, "run", env=_env(settings)) as worker:
+        wait_for(lambda: client.consumer_count(settings.worker_queue) == 1)
+        client.publish_task(
+            settings.worker_queue,
+            {"id": "interrupted", "sleep_s": 60, "started_marker": str(marker)},
+        )
+        wait_for(marker.exists)
+        worker.send_signal(signal.SIGTERM)
+        wait_for(lambda: "stopping" in worker.output())
+        worker.send_signal(signal.SIGINT)
+        assert worker.wait() != 0
+    wait_for(lambda: client.message_count(settings.worker_queue) == 1)
+
+
+def test_queue_declared_with_other_arguments_is_reported_clearly(client, make_settings):
+    settings = make_settings(worker_queue_type="quorum")
+    client.declare_reply_queue(
+        settings.worker_queue
+    )  # a plain classic queue already holds the name
+    consumer = Consumer(ProbeWorker(settings), settings, LogReporter())
+    with pytest.raises(TopologyMismatch, match="already exists with different arguments"):
+        consumer.run()
+
+
+def test_quorum_queues_work_end_to_end(client, make_settings, reply_queue):
+    settings = make_settings(worker_queue_type="quorum")
+    with WorkerThread(ProbeWorker, settings):
+        client.publish_task(settings.worker_queue, {"fail_times": 1}, reply_to=reply_queue)
+        [reply] = client.wait_for_messages(reply_queue, 1)
+    assert reply.json()["attempt"] == 2
+
+
+def test_task_over_its_time_limit_is_abandoned_and_retried_then_dead_lettered(
+    client, make_settings
+):
+    settings = make_settings(worker_task_timeout_s=0.3, worker_max_retries=1, worker_concurrency=1)
+    with WorkerThread(ProbeWorker, settings):
+        client.publish_task(settings.worker_queue, {"id": "slowpoke", "sleep_s": 2})
+        [dead] = client.wait_for_messages(
+            dead_letter_queue_name(settings.worker_queue), 1, timeout=30
+        )
+    assert dead.header("x-error-type") == "TaskTimeout"
+    assert dead.header("x-attempt") == 2
+
+
+def test_unreachable_first_node_in_amqp_url_falls_through_to_the_next(
+    client, make_settings, reply_queue
+):
+    settings = make_settings(amqp_url=f"amqp://guest:guest@127.0.0.1:1/%2F,{amqp_url()}")
+    with WorkerThread(ProbeWorker, settings):
+        client.publish_task(settings.worker_queue, {"id": "via-second-node"}, reply_to=reply_queue)
+        [reply] = client.wait_for_messages(reply_queue, 1)
+    assert reply.json()["id"] == "via-second-node"
+
+
+def test_worker_redeclares_and_resumes_when_its_queue_is_deleted_under_it(
+    client, make_settings, reply_queue
+):
+    settings = make_settings()
+    with WorkerThread(ProbeWorker, settings) as worker:
+        client.delete_queue(settings.worker_queue)
+        wait_for(lambda: worker.consumer.reconnects >= 1 and worker.consumer.consuming.is_set())
+        client.publish_task(settings.worker_queue, {"id": "after-delete"}, reply_to=reply_queue)
+        [reply] = client.wait_for_messages(reply_queue, 1)
+    assert reply.json()["id"] == "after-delete"
+
+
+def test_worker_keeps_retrying_an_unreachable_broker_and_still_stops_on_request(make_settings):
+    settings = make_settings(amqp_url="amqp://guest:guest@127.0.0.1:1/%2F")
+    consumer = Consumer(ProbeWorker(settings), settings, LogReporter())
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    thread.start()
+    wait_for(lambda: thread.is_alive())
+    consumer.request_stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert not consumer.consuming.is_set()

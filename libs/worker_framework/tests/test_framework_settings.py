@@ -1,0 +1,64 @@
+"""Settings come from the environment; a bad value names its variable and nothing else."""
+
+from __future__ import annotations
+
+import pytest
+from worker_framework import WorkerSettings
+from worker_framework.errors import SettingsError
+from worker_framework.settings import load_settings
+
+
+class AppSettings(WorkerSettings):
+    smtp_host: str | None = None
+    smtp_port: int = 25
+
+
+def test_defaults_match_the_design(monkeypatch):
+    for variable in ("AMQP_URL", "WORKER_PREFETCH", "WORKER_MAX_RETRIES", "LOG_FORMAT"):
+        monkeypatch.delenv(variable, raising=False)
+    settings = load_settings(WorkerSettings)
+    assert settings.amqp_url == "amqp://guest:guest@localhost:5672/%2F"
+    assert (settings.worker_prefetch, settings.worker_max_retries) == (10, 5)
+    assert (settings.worker_initial_delay_ms, settings.worker_backoff_factor) == (1000, 2.0)
+    assert settings.worker_max_delay_ms == 3_600_000
+    assert settings.worker_shutdown_grace_s == 30
+    assert settings.worker_task_timeout_s < 30 * 60  # below RabbitMQ's default consumer_timeout
+    assert (settings.log_format, settings.log_level) == ("text", "INFO")
+
+
+def test_environment_variables_fill_fields_of_app_subclasses(monkeypatch):
+    monkeypatch.setenv("SMTP_HOST", "mail.example.org")
+    monkeypatch.setenv("WORKER_QUEUE_TYPE", "quorum")
+    monkeypatch.setenv("SOMETHING_UNRELATED", "ignored")
+    settings = load_settings(AppSettings)
+    assert settings.smtp_host == "mail.example.org"
+    assert settings.worker_queue_type == "quorum"
+
+
+def test_several_comma_separated_broker_urls_are_accepted(monkeypatch):
+    monkeypatch.setenv("AMQP_URL", "amqp://a:1@node1/%2F, amqp://a:1@node2/%2F")
+    assert load_settings(WorkerSettings).amqp_urls() == [
+        "amqp://a:1@node1/%2F",
+        "amqp://a:1@node2/%2F",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("WORKER_PREFETCH", "0"),
+        ("WORKER_BACKOFF_FACTOR", "half"),
+        ("SMTP_PORT", "smtp"),
+        ("LOG_FORMAT", "xml"),
+        ("AMQP_URL", "redis://user:topsecret@host"),
+    ],
+)
+def test_invalid_value_raises_settings_error_naming_the_variable_without_its_value(
+    monkeypatch, variable, value
+):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings(AppSettings)
+    assert caught.value.variable == variable
+    assert str(caught.value).startswith(f"invalid setting {variable}: ")
+    assert "topsecret" not in str(caught.value)

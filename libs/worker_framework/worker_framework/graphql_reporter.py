@@ -1,0 +1,480 @@
+"""Progress reports sent to the GraphQL progress API (``GRAPHQL_URL``) by a background thread.
+
+A task never waits for the API: :meth:`GraphQLReporter.report` only queues the update. The
+sender thread posts queued updates in order, several per request (one aliased
+``reportTaskProgress`` field each, which the API executes in order), and retries with the
+``backoff`` library when the API is down, slow or answers with GraphQL ``errors``.
+
+What may be lost, and when:
+
+- A PROCESSING update not yet sent is replaced by a newer PROCESSING update of the same task
+  and attempt (coalescing): only the latest progress matters. A status change of the same
+  attempt absorbs it the same way, keeping its step and percentage.
+- Status changes (RETRY_SCHEDULED, COMPLETED, FAILED) are never coalesced away. When the queue
+  is full (``max_pending``, which bounds memory while the API is down), pending PROCESSING
+  updates are dropped first; only a queue holding nothing but status changes drops its oldest
+  one. Every drop is counted in the log.
+- An update the API rejects as invalid (``BAD_USER_INPUT``), or as too large (HTTP 413, once
+  alone in its request), cannot succeed by retrying and is dropped with an error in the log.
+  Other GraphQL ``errors`` are retried for ``GRAPHQL_ERROR_RETRY_S``, then dropped the same way.
+- An unreachable API (connection errors, timeouts, HTTP errors such as 503 or 401) is retried
+  until it answers or ``close(timeout_s)``'s deadline passes; ``close`` logs what was left
+  undelivered.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+import backoff
+import requests
+from loguru import logger
+from pydantic import SecretStr
+
+from worker_framework.logging import register_secret
+from worker_framework.progress import ProgressReporter, ProgressUpdate, TaskStatus
+
+#: DESIGN.md's mutation; a batch repeats its field once per update under aliases.
+MUTATION = """mutation ReportTaskProgress($input: TaskProgressInput!) {
+  reportTaskProgress(input: $input) { id status progress }
+}"""
+
+#: Enough for a long outage of a busy worker (a few MB), small enough to never matter.
+DEFAULT_MAX_PENDING = 10_000
+#: Well under the framework's heartbeat and shutdown budgets; the API answers in milliseconds.
+DEFAULT_REQUEST_TIMEOUT_S = 5.0
+#: Updates per request: amortises HTTP and JSON costs when a worker reports faster than one
+#: request's round trip, while keeping requests far below the API's body size limit.
+DEFAULT_MAX_BATCH = 50
+#: Longest pause between two retries: a restarted API is noticed within this time.
+MAX_RETRY_WAIT_S = 2.0
+#: How long an update the API answers with GraphQL ``errors`` is retried before it is dropped
+#: (the API is up but refuses it: holding it longer would hold every later update too).
+GRAPHQL_ERROR_RETRY_S = 30.0
+#: The API keeps at most this many characters of an error message.
+MAX_ERROR_MESSAGE_CHARS = 16_000
+#: Overflow warnings are repeated at most this often while the queue stays full.
+OVERFLOW_LOG_INTERVAL_S = 10.0
+
+
+class _DeliveryError(Exception):
+    """Some updates of a batch were not accepted and should be retried.
+
+    ``refused`` is True when the API answered with GraphQL ``errors`` (it is up but refuses),
+    False when it could not be reached or answered with an HTTP error.
+    """
+
+    def __init__(self, reason: str, *, refused: bool, started: float) -> None:
+        super().__init__(reason)
+        self.refused = refused
+        self.started = started
+
+
+class _TooLarge(Exception):
+    """The API refused the request body as too large (HTTP 413): send fewer updates at once."""
+
+
+@dataclass
+class _Counters:
+    sent: int = 0
+    coalesced: int = 0
+    dropped_overflow: int = 0
+    dropped_rejected: int = 0
+
+
+@dataclass
+class _Slot:
+    """A queued update; a PROCESSING slot may be overwritten by newer progress until sent."""
+
+    update: ProgressUpdate
+    key: int = 0
+
+
+@dataclass
+class _Queue:
+    """Pending updates in arrival order, with indexes for coalescing and overflow."""
+
+    slots: OrderedDict[int, _Slot] = field(default_factory=OrderedDict)
+    #: PROCESSING slots that are the latest pending slot of their task, by task id.
+    latest_progress: dict[str, _Slot] = field(default_factory=dict)
+    #: Keys of pending PROCESSING slots, oldest first (the first to drop on overflow).
+    progress_keys: OrderedDict[int, None] = field(default_factory=OrderedDict)
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def remove(self, slot: _Slot) -> None:
+        del self.slots[slot.key]
+        self.progress_keys.pop(slot.key, None)
+        if self.latest_progress.get(slot.update.task_id) is slot:
+            del self.latest_progress[slot.update.task_id]
+
+
+def _redacted_url(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def to_input(update: ProgressUpdate) -> dict[str, Any]:
+    """The ``TaskProgressInput`` variables for one update (unset fields left out)."""
+    values: dict[str, Any] = {
+        "taskId": update.task_id,
+        "workerType": update.worker_type,
+        "status": update.status.value,
+    }
+    if update.progress is not None:
+        values["progress"] = min(100, max(0, update.progress))
+    if update.current_step is not None:
+        values["currentStep"] = update.current_step
+    if update.attempt is not None:
+        values["attempt"] = update.attempt
+    if update.error_message is not None:
+        values["errorMessage"] = update.error_message[:MAX_ERROR_MESSAGE_CHARS]
+    if update.next_retry_at is not None:
+        values["nextRetryAt"] = update.next_retry_at.isoformat()
+    if update.result is not None:
+        values["result"] = update.result
+    return values
+
+
+def batch_document(count: int) -> str:
+    """A mutation with ``count`` aliased ``reportTaskProgress`` fields (``u0`` ... ``uN``)."""
+    if count == 1:
+        return MUTATION
+    variables = ", ".join(f"$i{n}: TaskProgressInput!" for n in range(count))
+    fields = "\n".join(
+        f"  u{n}: reportTaskProgress(input: $i{n}) {{ id status progress }}" for n in range(count)
+    )
+    return f"mutation ReportTaskProgress({variables}) {{\n{fields}\n}}"
+
+
+class GraphQLReporter(ProgressReporter):
+    """Sends progress updates to the GraphQL progress API from a background thread.
+
+    Parameters:
+        url: the API endpoint (``GRAPHQL_URL``), e.g. ``http://task-api:4000/graphql``.
+        token: sent as ``Authorization: Bearer <token>`` when given (``GRAPHQL_TOKEN``);
+            never logged.
+        max_pending: most updates held in memory (default 10 000).
+        request_timeout_s: connect and read timeout of one HTTP request (default 5 s).
+        max_batch: most updates sent in one request (default 50).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | SecretStr | None,
+        *,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        if max_pending < 1 or max_batch < 1:
+            raise ValueError("max_pending and max_batch must be at least 1")
+        self._url = url
+        self._safe_url = _redacted_url(url)
+        self._max_pending = max_pending
+        self._max_batch = max_batch
+        self._timeout = request_timeout_s
+        self._session = requests.Session()
+        self._session.headers["Content-Type"] = "application/json"
+        secret = token.get_secret_value() if isinstance(token, SecretStr) else token
+        if secret:
+            # Belt and braces: the token is never formatted into a message here, and the
+            # framework's log sinks redact it should a library ever print the headers.
+            register_secret(secret)
+            self._session.headers["Authorization"] = f"Bearer {secret}"
+        self._queue = _Queue()
+        self._keys = itertools.count()
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._closing = False
+        self._deadline: float | None = None
+        self._in_flight = 0
+        self._counters = _Counters()
+        self._last_overflow_log = 0.0
+        self._send_batch = backoff.on_exception(
+            backoff.expo,
+            _DeliveryError,
+            max_value=MAX_RETRY_WAIT_S,
+            jitter=backoff.full_jitter,
+            giveup=self._should_give_up,
+            on_backoff=self._log_retry,
+            logger=None,
+        )(self._post_batch)
+        self._thread = threading.Thread(
+            target=self._run, name="graphql-progress-reporter", daemon=True
+        )
+        self._thread.start()
+
+    # ---- the caller's side: never blocks beyond a short lock, never raises ----
+
+    def report(self, update: ProgressUpdate) -> None:
+        """Queue ``update`` for sending; returns at once."""
+        try:
+            with self._lock:
+                if self._closing:
+                    logger.bind(task_id=update.task_id).debug(
+                        "progress reporter closed; update {} not sent", update.status.value
+                    )
+                    return
+                self._enqueue(update)
+                self._wakeup.notify()
+        except Exception:  # noqa: BLE001 - reporting must never fail a task
+            logger.exception("could not queue a progress update")
+
+    def _enqueue(self, update: ProgressUpdate) -> None:
+        queue = self._queue
+        previous = queue.latest_progress.get(update.task_id)
+        if previous is not None and previous.update.attempt == update.attempt:
+            # The newer update takes the older one's place in line, so order per task holds.
+            self._counters.coalesced += 1
+            if update.status is TaskStatus.PROCESSING:
+                previous.update = update
+                return
+            # A status change absorbs the unsent progress before it (keeping its step and
+            # percentage): the API ends in the same state with one request fewer, which is
+            # what lets the sender keep up with a fast worker.
+            previous.update = replace(
+                update,
+                progress=previous.update.progress if update.progress is None else update.progress,
+                current_step=(
+                    previous.update.current_step
+                    if update.current_step is None
+                    else update.current_step
+                ),
+            )
+            queue.progress_keys.pop(previous.key, None)
+            del queue.latest_progress[update.task_id]
+            return
+        if len(queue) >= self._max_pending and not self._make_room(update):
+            return
+        slot = _Slot(update=update, key=next(self._keys))
+        queue.slots[slot.key] = slot
+        if update.status is TaskStatus.PROCESSING:
+            queue.latest_progress[update.task_id] = slot
+            queue.progress_keys[slot.key] = None
+        else:
+            # A status change ends coalescing: later progress belongs after it.
+            queue.latest_progress.pop(update.task_id, None)
+
+    def _make_room(self, update: ProgressUpdate) -> bool:
+        """Drop one pending update to make room; False when ``update`` itself is dropped."""
+        queue = self._queue
+        if queue.progress_keys:
+            oldest_key = next(iter(queue.progress_keys))
+            queue.remove(queue.slots[oldest_key])
+            admitted = True
+        elif update.status is TaskStatus.PROCESSING:
+            admitted = False
+        else:
+            queue.remove(next(iter(queue.slots.values())))
+            admitted = True
+        self._counters.dropped_overflow += 1
+        now = time.monotonic()
+        if now - self._last_overflow_log >= OVERFLOW_LOG_INTERVAL_S:
+            self._last_overflow_log = now
+            logger.warning(
+                "progress queue full ({} pending, API {} unreachable or slow): {} updates dropped"
+                " so far, progress first",
+                len(queue),
+                self._safe_url,
+                self._counters.dropped_overflow,
+            )
+        return admitted
+
+    def close(self, timeout_s: float) -> None:
+        """Send what is pending, giving up ``timeout_s`` seconds from now; never raises."""
+        try:
+            with self._lock:
+                self._closing = True
+                self._deadline = time.monotonic() + max(0.0, timeout_s)
+                self._wakeup.notify_all()
+            self._thread.join(max(0.0, timeout_s))
+            with self._lock:
+                left = len(self._queue) + self._in_flight
+                counters = self._counters
+            if left:
+                logger.warning(
+                    "progress reporter closed with {} update(s) not delivered to {}",
+                    left,
+                    self._safe_url,
+                )
+            logger.info(
+                "progress reporter closed: {} sent, {} coalesced, {} dropped on overflow,"
+                " {} rejected by the API",
+                counters.sent,
+                counters.coalesced,
+                counters.dropped_overflow,
+                counters.dropped_rejected,
+            )
+        except Exception:  # noqa: BLE001 - shutdown must go on
+            logger.exception("could not close the progress reporter cleanly")
+
+    # ---- the sender thread ----
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _next_batch(self) -> list[ProgressUpdate]:
+        with self._lock:
+            while not self._queue.slots and not self._closing:
+                self._wakeup.wait()
+            batch: list[ProgressUpdate] = []
+            while self._queue.slots and len(batch) < self._max_batch:
+                slot = next(iter(self._queue.slots.values()))
+                self._queue.remove(slot)
+                batch.append(slot.update)
+            self._in_flight = len(batch)
+            return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if not batch:
+                self._session.close()
+                return
+            try:
+                self._deliver(batch)
+            except Exception:  # noqa: BLE001 - the sender must outlive any surprise
+                logger.exception("progress sender: unexpected error; {} update(s) lost", len(batch))
+            with self._lock:
+                self._in_flight = 0
+
+    def _deliver(self, batch: list[ProgressUpdate]) -> None:
+        pending = list(batch)
+        started = time.monotonic()
+        while pending:
+            if self._past_deadline():
+                return
+            try:
+                self._send_batch(pending, started)
+                return
+            except _TooLarge:
+                if len(pending) == 1:
+                    with self._lock:
+                        self._counters.dropped_rejected += 1
+                    logger.bind(task_id=pending[0].task_id).error(
+                        "progress API refused update {} as too large (HTTP 413), dropped",
+                        pending[0].status.value,
+                    )
+                    return
+                half = len(pending) // 2
+                self._deliver(pending[:half])
+                self._deliver(pending[half:])
+                return
+            except _DeliveryError as error:
+                if self._past_deadline():
+                    return
+                if error.refused:
+                    with self._lock:
+                        self._counters.dropped_rejected += len(pending)
+                    logger.error(
+                        "progress API {} kept refusing {} update(s) for {:.0f}s, dropped: {}",
+                        self._safe_url,
+                        len(pending),
+                        GRAPHQL_ERROR_RETRY_S,
+                        error,
+                    )
+                    return
+
+    def _should_give_up(self, error: Exception) -> bool:
+        if self._past_deadline():
+            return True
+        # An unreachable API is waited for until close(); a refusing one only for a while.
+        return (
+            isinstance(error, _DeliveryError)
+            and error.refused
+            and time.monotonic() - error.started >= GRAPHQL_ERROR_RETRY_S
+        )
+
+    def _log_retry(self, details: Any) -> None:
+        error = details.get("exception")
+        logger.warning(
+            "progress API {} not accepting updates ({}); retry {} in {:.1f}s",
+            self._safe_url,
+            error,
+            details.get("tries"),
+            details.get("wait", 0.0),
+        )
+
+    def _post_batch(self, pending: list[ProgressUpdate], started: float) -> None:
+        """Post ``pending``; remove what was accepted or rejected for good; raise to retry."""
+        variables = (
+            {"input": to_input(pending[0])}
+            if len(pending) == 1
+            else {f"i{n}": to_input(update) for n, update in enumerate(pending)}
+        )
+        try:
+            response = self._session.post(
+                self._url,
+                json={"query": batch_document(len(pending)), "variables": variables},
+                timeout=self._timeout,
+            )
+        except requests.RequestException as error:
+            raise _DeliveryError(type(error).__name__, refused=False, started=started) from None
+        if response.status_code == 413:
+            raise _TooLarge
+        if response.status_code != 200:
+            # 401/403 (a wrong token) and 5xx may be fixed by whoever runs the API: retry.
+            raise _DeliveryError(f"HTTP {response.status_code}", refused=False, started=started)
+        try:
+            body = response.json()
+        except ValueError:
+            raise _DeliveryError("response is not JSON", refused=False, started=started) from None
+        retry, rejected = self._classify(pending, body)
+        accepted = len(pending) - len(retry) - len(rejected)
+        with self._lock:
+            self._counters.sent += accepted
+            self._counters.dropped_rejected += len(rejected)
+        for update, message in rejected:
+            logger.bind(task_id=update.task_id).error(
+                "progress API rejected update {} as invalid, dropped: {}",
+                update.status.value,
+                message,
+            )
+        pending[:] = retry
+        if retry:
+            raise _DeliveryError(
+                f"GraphQL errors for {len(retry)} update(s)", refused=True, started=started
+            )
+
+    def _classify(
+        self, pending: list[ProgressUpdate], body: Any
+    ) -> tuple[list[ProgressUpdate], list[tuple[ProgressUpdate, str]]]:
+        """Split the updates not accepted into (to retry, rejected for good with the reason).
+
+        An update counts as accepted only when its field has data: a server whose field is
+        non-null nulls the whole answer on one error, and the fields after it never ran.
+        """
+        data = body.get("data") if isinstance(body, dict) else None
+        errors = body.get("errors") if isinstance(body, dict) else None
+        aliases = (
+            ["reportTaskProgress"] if len(pending) == 1 else [f"u{n}" for n in range(len(pending))]
+        )
+        errors_by_alias: dict[str, list[dict[str, Any]]] = {}
+        for error in errors or []:
+            path = error.get("path") if isinstance(error, dict) else None
+            if path:
+                errors_by_alias.setdefault(str(path[0]), []).append(error)
+        retry: list[ProgressUpdate] = []
+        rejected: list[tuple[ProgressUpdate, str]] = []
+        for alias, update in zip(aliases, pending, strict=True):
+            if isinstance(data, dict) and isinstance(data.get(alias), dict):
+                continue
+            field_errors = errors_by_alias.get(alias, [])
+            codes = {(e.get("extensions") or {}).get("code") for e in field_errors}
+            if "BAD_USER_INPUT" in codes:
+                message = "; ".join(str(e.get("message")) for e in field_errors)
+                rejected.append((update, message))
+            else:
+                retry.append(update)
+        return retry, rejected

@@ -1,0 +1,95 @@
+"""Task progress: the statuses, one update, and where updates go.
+
+A :class:`ProgressReporter` receives every status change of a task. The default,
+:class:`LogReporter`, writes them to the log; with ``GRAPHQL_URL`` set,
+:func:`make_reporter` returns the GraphQL client instead (``worker_framework.graphql_reporter``).
+A reporter must never block a task for long and never raise: progress is informative, the
+queues are the source of truth.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from worker_framework.logging import is_enabled
+
+if TYPE_CHECKING:
+    from worker_framework.settings import WorkerSettings
+
+
+class TaskStatus(str, enum.Enum):
+    """The lifecycle of a task, as the progress API knows it."""
+
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    RETRY_SCHEDULED = "RETRY_SCHEDULED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    """One status change of one task (``next_retry_at`` is timezone-aware UTC)."""
+
+    task_id: str
+    worker_type: str
+    status: TaskStatus
+    attempt: int | None = None
+    progress: int | None = None
+    current_step: str | None = None
+    error_message: str | None = None
+    next_retry_at: datetime | None = None
+    result: dict[str, Any] | None = None
+
+
+class ProgressReporter(abc.ABC):
+    """Where progress updates go. Implementations must not block for long and must not raise."""
+
+    @abc.abstractmethod
+    def report(self, update: ProgressUpdate) -> None:
+        """Accept one update (send it now, or queue it for sending)."""
+
+    @abc.abstractmethod
+    def close(self, timeout_s: float) -> None:
+        """Flush what is pending, giving up after ``timeout_s`` seconds."""
+
+
+class LogReporter(ProgressReporter):
+    """Writes each update to the log; the default when no progress API is configured."""
+
+    def report(self, update: ProgressUpdate) -> None:
+        """Log the update at INFO, bound to its task."""
+        if not is_enabled("INFO"):
+            return  # the hot path of a busy worker: skip building a line nobody keeps
+        details = [update.status.value]
+        if update.progress is not None:
+            details.append(f"{update.progress}%")
+        if update.current_step:
+            details.append(f"step={update.current_step}")
+        if update.next_retry_at is not None:
+            details.append(f"next_retry_at={update.next_retry_at.isoformat()}")
+        if update.error_message:
+            details.append(f"error={update.error_message}")
+        logger.bind(
+            task_id=update.task_id, worker_type=update.worker_type, attempt=update.attempt
+        ).info("progress " + " ".join(details))
+
+    def close(self, timeout_s: float) -> None:
+        """Nothing is buffered."""
+
+
+def make_reporter(settings: WorkerSettings) -> ProgressReporter:
+    """The GraphQL reporter when ``GRAPHQL_URL`` is set, else a :class:`LogReporter`."""
+    if settings.graphql_url:
+        # Imported lazily: workers without a progress API never load the HTTP client.
+        from worker_framework.graphql_reporter import GraphQLReporter
+
+        reporter: ProgressReporter = GraphQLReporter(settings.graphql_url, settings.graphql_token)
+        return reporter
+    return LogReporter()

@@ -1,0 +1,91 @@
+"""Worker configuration, read from environment variables with pydantic-settings.
+
+Every field's environment variable is its name in upper case, without prefix
+(``worker_prefetch`` <- ``WORKER_PREFETCH``). Apps subclass :class:`WorkerSettings` to add their
+own fields. :func:`load_settings` turns a validation failure into a :class:`SettingsError` that
+names the variable, which the CLI prints as one line before exiting with status 2.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker_framework.errors import SettingsError
+
+#: Below RabbitMQ's default ``consumer_timeout`` (30 min): a delivery held longer than that gets
+#: its channel closed by the broker, so the framework gives up on a task (and retries it) first.
+DEFAULT_TASK_TIMEOUT_S = 25 * 60
+
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+
+SettingsT = TypeVar("SettingsT", bound="WorkerSettings")
+
+
+class WorkerSettings(BaseSettings):
+    """Settings every worker shares; see the table in the framework README."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    amqp_url: str = "amqp://guest:guest@localhost:5672/%2F"
+    worker_queue: str | None = None
+    worker_prefetch: int = Field(default=10, ge=1, le=65535)
+    worker_concurrency: int = Field(default=1, ge=1, le=1000)
+    worker_max_retries: int = Field(default=5, ge=0)
+    worker_initial_delay_ms: int = Field(default=1000, ge=1)
+    worker_backoff_factor: float = Field(default=2.0, ge=1.0)
+    worker_max_delay_ms: int = Field(default=3_600_000, ge=1)
+    worker_queue_type: Literal["classic", "quorum"] = "classic"
+    worker_heartbeat_s: int = Field(default=60, ge=1)
+    worker_shutdown_grace_s: float = Field(default=30, ge=0)
+    worker_task_timeout_s: float = Field(default=DEFAULT_TASK_TIMEOUT_S, gt=0)
+    graphql_url: str | None = None
+    graphql_token: SecretStr | None = None
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _check_amqp_urls(cls, value: str) -> str:
+        # The message must not echo the value: it may hold a password.
+        urls = [part.strip() for part in value.split(",") if part.strip()]
+        if not urls:
+            raise ValueError("expected one or more comma-separated amqp:// or amqps:// URLs")
+        for url in urls:
+            if not url.startswith(("amqp://", "amqps://")):
+                raise ValueError("every comma-separated URL must start with amqp:// or amqps://")
+        return ",".join(urls)
+
+    @field_validator("worker_queue")
+    @classmethod
+    def _check_queue(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    def amqp_urls(self) -> list[str]:
+        """The broker nodes to try, in order."""
+        return self.amqp_url.split(",")
+
+
+def load_settings(model: type[SettingsT], **overrides: object) -> SettingsT:
+    """Read ``model`` from the environment; keyword overrides win over the environment.
+
+    Raises :class:`SettingsError` naming the first invalid variable.
+    """
+    try:
+        return model(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        first = error.errors(include_input=False, include_url=False)[0]
+        variable = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise SettingsError(variable, str(first["msg"])) from None

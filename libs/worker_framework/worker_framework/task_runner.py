@@ -1,0 +1,194 @@
+"""Turns one message body into an outcome: decode, validate, execute, classify the failure.
+
+Knows nothing about RabbitMQ: the consumer feeds it deliveries from worker threads, and
+``run-task`` feeds it a file. Undecodable JSON and bodies that fail ``TaskT`` validation are
+permanent failures; any other exception is transient unless ``is_permanent_error`` says so.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from worker_framework.logging import redact
+from worker_framework.outcomes import Completed, DeadLettered, Outcome, RetryScheduled
+from worker_framework.progress import ProgressReporter, ProgressUpdate, TaskStatus
+from worker_framework.retry_policy import RetryPolicy
+from worker_framework.worker import BaseWorker, TaskContext
+
+UNKNOWN_TASK_ID = "unknown"
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """The outcome of one attempt at one task."""
+
+    task_id: str
+    attempt: int
+    outcome: Outcome
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Field paths and problems, without the input values (they may hold personal data)."""
+    problems = [
+        f"{'.'.join(str(part) for part in item['loc']) or '<body>'}: {item['msg']}"
+        for item in error.errors(include_input=False, include_url=False)
+    ]
+    return "; ".join(problems)
+
+
+def task_id_from(body: bytes, fallback: str | None) -> str:
+    """The body's ``id`` if it is readable, else the message id, else ``unknown``."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    return _task_id_of(data, fallback)
+
+
+def _task_id_of(data: Any, fallback: str | None) -> str:
+    if isinstance(data, dict):
+        task_id = data.get("id")
+        if isinstance(task_id, str):
+            return task_id
+        if isinstance(task_id, int):
+            return str(task_id)
+    return fallback or UNKNOWN_TASK_ID
+
+
+class TaskRunner:
+    """Runs tasks for one worker instance; safe to call from several threads at once."""
+
+    def __init__(
+        self,
+        worker: BaseWorker[Any, Any],
+        reporter: ProgressReporter,
+        policy: RetryPolicy,
+        queue: str,
+    ) -> None:
+        self.worker = worker
+        self.reporter = reporter
+        self.policy = policy
+        self.queue = queue
+        self.worker_type = worker.worker_type()
+        self._task_model: type[BaseModel] = type(worker).task_model()
+        self._result_model: type[BaseModel] = type(worker).result_model()
+
+    def run(
+        self, body: bytes, *, attempt: int, redelivered: bool, message_id: str | None = None
+    ) -> TaskRun:
+        """Decode and execute one task; never raises."""
+        try:
+            data = json.loads(body)
+        except ValueError as error:
+            task_id = message_id or UNKNOWN_TASK_ID
+            return TaskRun(
+                task_id, attempt, DeadLettered("InvalidJSON", f"body is not valid JSON: {error}")
+            )
+        task_id = _task_id_of(data, message_id)
+        if not isinstance(data, dict):
+            return TaskRun(
+                task_id, attempt, DeadLettered("ValidationError", "body must be a JSON object")
+            )
+        try:
+            task = self._task_model.model_validate(data)
+        except ValidationError as error:
+            return TaskRun(
+                task_id, attempt, DeadLettered("ValidationError", describe_validation_error(error))
+            )
+        return TaskRun(task_id, attempt, self._execute(task, task_id, attempt, redelivered))
+
+    def _execute(self, task: BaseModel, task_id: str, attempt: int, redelivered: bool) -> Outcome:
+        ctx = TaskContext(
+            task_id=task_id,
+            attempt=attempt,
+            redelivered=redelivered,
+            queue=self.queue,
+            worker_type=self.worker_type,
+            reporter=self.reporter,
+        )
+        try:
+            step = self.worker.initial_step(task)
+        except Exception:  # noqa: BLE001 - a broken hook must not lose the task
+            step = "started"
+        self.reporter.report(
+            ProgressUpdate(
+                task_id,
+                self.worker_type,
+                TaskStatus.PROCESSING,
+                attempt=attempt,
+                progress=0,
+                current_step=step,
+            )
+        )
+        try:
+            result = self.worker.execute_task(task, ctx)
+            if not isinstance(result, self._result_model):
+                result = self._result_model.model_validate(result)
+        except Exception as error:  # noqa: BLE001 - every failure becomes an outcome
+            return self._failure(error, task, ctx)
+        return Completed(result)
+
+    def _failure(self, error: Exception, task: BaseModel, ctx: TaskContext) -> Outcome:
+        if isinstance(error, ValidationError):
+            permanent, message = True, describe_validation_error(error)
+        else:
+            message = str(error) or type(error).__name__
+            try:
+                permanent = bool(self.worker.is_permanent_error(error, task))
+            except Exception:  # - a broken hook must not lose the task
+                ctx.logger.exception("is_permanent_error raised; treating the failure as transient")
+                permanent = False
+        ctx.logger.opt(exception=error).warning(
+            "task failed ({}): {}: {}",
+            "permanent" if permanent else "transient",
+            type(error).__name__,
+            message,
+        )
+        return self.failure_outcome(type(error).__name__, message, ctx.attempt, permanent=permanent)
+
+    def failure_outcome(
+        self, error_type: str, message: str, attempt: int, *, permanent: bool
+    ) -> Outcome:
+        """A retry when the failure is transient and attempts remain, else a dead letter."""
+        # Error texts travel in headers and progress updates: no credentials in them either.
+        message = redact(message)
+        if permanent:
+            return DeadLettered(error_type, message)
+        if not self.policy.should_retry(attempt):
+            return DeadLettered(
+                error_type, f"retries exhausted after {attempt} attempts: {message}"
+            )
+        base = self.policy.base_delay_ms(attempt)
+        delay = self.policy.delay_ms(attempt)
+        due = datetime.now(UTC) + timedelta(milliseconds=delay)
+        return RetryScheduled(error_type, message, attempt + 1, base, delay, due)
+
+    def final_update(self, run: TaskRun) -> ProgressUpdate:
+        """The status update to report once ``run``'s outcome is settled."""
+        outcome = run.outcome
+        common: dict[str, Any] = {
+            "task_id": run.task_id,
+            "worker_type": self.worker_type,
+            "attempt": run.attempt,
+        }
+        if isinstance(outcome, Completed):
+            return ProgressUpdate(
+                status=TaskStatus.COMPLETED, progress=100, result=outcome.result, **common
+            )
+        if isinstance(outcome, RetryScheduled):
+            return ProgressUpdate(
+                status=TaskStatus.RETRY_SCHEDULED,
+                error_message=f"{outcome.error_type}: {outcome.error_message}",
+                next_retry_at=outcome.next_retry_at,
+                **common,
+            )
+        return ProgressUpdate(
+            status=TaskStatus.FAILED,
+            error_message=f"{outcome.error_type}: {outcome.error_message}",
+            **common,
+        )

@@ -1,0 +1,164 @@
+"""The class an app subclasses: typed task in, typed result out, six hooks.
+
+.. code-block:: python
+
+    class EmailWorker(BaseWorker[EmailTask, EmailResult]):
+        default_queue = "email-service"
+        settings_model = EmailSettings
+
+        def worker_type(self) -> str:
+            return "email"
+
+        def execute_task(self, task: EmailTask, ctx: TaskContext) -> EmailResult:
+            ctx.progress(50, "sending")
+            ...
+
+The framework reads ``TaskT`` and ``ResultT`` from the generic parameters, validates every
+message body into ``TaskT`` and serialises the returned ``ResultT`` as the result.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any, ClassVar, Generic, TypeVar
+
+from loguru import logger
+from pydantic import BaseModel
+
+from worker_framework.errors import SettingsError, WorkerError
+from worker_framework.progress import ProgressReporter, ProgressUpdate, TaskStatus
+from worker_framework.settings import WorkerSettings
+
+if typing.TYPE_CHECKING:
+    from loguru import Logger
+
+TaskT = TypeVar("TaskT", bound=BaseModel)
+ResultT = TypeVar("ResultT", bound=BaseModel)
+
+
+class TaskContext:
+    """What a running task may know and do besides its input.
+
+    Attributes: ``task_id`` (the body's ``id``), ``attempt`` (1 on the first delivery),
+    ``redelivered`` (RabbitMQ's flag: a previous delivery of this very message may have run,
+    so make side effects idempotent), ``queue``, and ``logger`` (loguru, bound to all of them).
+    """
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        attempt: int,
+        redelivered: bool,
+        queue: str,
+        worker_type: str,
+        reporter: ProgressReporter,
+    ) -> None:
+        self.task_id = task_id
+        self.attempt = attempt
+        self.redelivered = redelivered
+        self.queue = queue
+        self.worker_type = worker_type
+        self._reporter = reporter
+        self._logger: Logger | None = None
+
+    @property
+    def logger(self) -> Logger:
+        """A loguru logger bound to the task id, attempt, queue and worker type."""
+        # Bound on first use: most tasks never log, and binding costs on the hot path.
+        if self._logger is None:
+            self._logger = logger.bind(
+                task_id=self.task_id,
+                attempt=self.attempt,
+                queue=self.queue,
+                worker_type=self.worker_type,
+            )
+        return self._logger
+
+    def progress(self, percent: int, step: str | None = None) -> None:
+        """Report that the task is ``percent`` (0-100, clamped) done, optionally naming the step."""
+        self._reporter.report(
+            ProgressUpdate(
+                task_id=self.task_id,
+                worker_type=self.worker_type,
+                status=TaskStatus.PROCESSING,
+                attempt=self.attempt,
+                progress=max(0, min(100, int(percent))),
+                current_step=step,
+            )
+        )
+
+
+class BaseWorker(Generic[TaskT, ResultT]):
+    """Subclass with concrete pydantic models: ``class W(BaseWorker[MyTask, MyResult])``.
+
+    The framework builds one instance per process (``worker_cls(settings=...)``), calls
+    :meth:`initialize` once, :meth:`execute_task` per task (from a worker thread; with
+    ``WORKER_CONCURRENCY`` > 1 from several at once), and :meth:`shutdown` on the way out.
+    """
+
+    #: The queue consumed when ``WORKER_QUEUE`` is unset; by convention the app's name.
+    default_queue: ClassVar[str]
+    #: The settings model the CLI loads; apps point this at their subclass of WorkerSettings.
+    settings_model: ClassVar[type[WorkerSettings]] = WorkerSettings
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+
+    @classmethod
+    def task_model(cls) -> type[TaskT]:
+        """The pydantic model every message body is validated into."""
+        return typing.cast("type[TaskT]", _generic_arguments(cls)[0])
+
+    @classmethod
+    def result_model(cls) -> type[ResultT]:
+        """The pydantic model :meth:`execute_task` returns."""
+        return typing.cast("type[ResultT]", _generic_arguments(cls)[1])
+
+    def queue_name(self) -> str:
+        """``WORKER_QUEUE`` if set, else the class's ``default_queue``."""
+        queue = self.settings.worker_queue or getattr(type(self), "default_queue", None)
+        if not queue:
+            raise SettingsError(
+                "WORKER_QUEUE", f"not set, and {type(self).__name__} has no default_queue"
+            )
+        return queue
+
+    def worker_type(self) -> str:
+        """A short name for logs and progress, e.g. ``"email"``."""
+        return type(self).__name__
+
+    def initialize(self) -> None:
+        """Open clients once per process, before the first task. Default: nothing."""
+
+    def execute_task(self, task: TaskT, ctx: TaskContext) -> ResultT:
+        """Do the work. Raise :class:`WorkerError` (or any exception) to fail."""
+        raise NotImplementedError(f"{type(self).__name__} must implement execute_task")
+
+    def is_permanent_error(self, error: Exception, task: TaskT) -> bool:
+        """Whether ``error`` should skip retries; default: ``WorkerError.permanent``."""
+        return isinstance(error, WorkerError) and error.permanent
+
+    def initial_step(self, task: TaskT) -> str:
+        """The ``current_step`` reported when a task starts."""
+        return "started"
+
+    def shutdown(self) -> None:
+        """Close clients at exit. Default: nothing."""
+
+
+def _generic_arguments(cls: type) -> tuple[type[BaseModel], type[BaseModel]]:
+    for klass in cls.__mro__:
+        for base in getattr(klass, "__orig_bases__", ()):
+            if typing.get_origin(base) is BaseWorker:
+                arguments = typing.get_args(base)
+                if len(arguments) == 2 and all(
+                    isinstance(a, type) and issubclass(a, BaseModel) for a in arguments
+                ):
+                    return arguments[0], arguments[1]
+    raise TypeError(
+        f"{cls.__name__} must subclass BaseWorker[TaskModel, ResultModel] with pydantic models"
+    )
+
+
+AnyWorker = BaseWorker[Any, Any]

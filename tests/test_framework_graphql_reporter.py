@@ -1,0 +1,250 @@
+"""GraphQLReporter against a real task-api process: order, coalescing, outages, auth."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from loguru import logger
+from task_api.testing import TaskApiServer, fetch_task, free_port
+from worker_framework.graphql_reporter import GraphQLReporter
+from worker_framework.progress import ProgressUpdate, TaskStatus
+from worker_framework.testing import wait_for
+
+#: Generous: the assertions wait for delivery, they never measure it.
+FLUSH_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[TaskApiServer]:
+    """One open task-api for the tests that do not restart it."""
+    with TaskApiServer() as server:
+        yield server
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    """Everything logged during the test, one formatted message per entry."""
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message)), level="DEBUG")
+    yield lines
+    logger.remove(sink)
+
+
+def new_id() -> str:
+    return f"rep-{uuid.uuid4().hex}"
+
+
+def update(task_id: str, status: TaskStatus, **fields: object) -> ProgressUpdate:
+    return ProgressUpdate(task_id=task_id, worker_type="probe", status=status, **fields)  # type: ignore[arg-type]
+
+
+def processing(task_id: str, progress: int, attempt: int = 1) -> ProgressUpdate:
+    return update(
+        task_id,
+        TaskStatus.PROCESSING,
+        attempt=attempt,
+        progress=progress,
+        current_step=f"s{progress}",
+    )
+
+
+def test_updates_arrive_in_order_and_end_with_the_result(api):
+    task_id = new_id()
+    reporter = GraphQLReporter(api.url, None)
+
+    reporter.report(processing(task_id, 0))
+    for percent in range(10, 100, 10):
+        reporter.report(processing(task_id, percent))
+    reporter.report(update(task_id, TaskStatus.COMPLETED, attempt=1, result={"sent": 3}))
+    reporter.close(FLUSH_S)
+
+    task = fetch_task(api.url, task_id)
+    assert task is not None
+    assert task["status"] == "COMPLETED"
+    assert task["result"] == {"sent": 3}
+    assert task["currentStep"] == "s90"
+    statuses = [entry["status"] for entry in task["history"]]
+    # How many PROCESSING updates were coalesced depends on the sender's pace; the order not.
+    assert statuses == ["PROCESSING"] * (len(statuses) - 1) + ["COMPLETED"]
+    progress = [e["progress"] for e in task["history"] if e["progress"] is not None]
+    assert progress == sorted(progress)
+
+
+def test_retry_scheduled_and_failed_carry_their_details(api):
+    task_id = new_id()
+    retry_at = datetime.now(UTC) + timedelta(minutes=5)
+    reporter = GraphQLReporter(api.url, None)
+
+    reporter.report(processing(task_id, 0, attempt=1))
+    reporter.report(
+        update(
+            task_id,
+            TaskStatus.RETRY_SCHEDULED,
+            attempt=1,
+            error_message="temporary",
+            next_retry_at=retry_at,
+        )
+    )
+    reporter.report(processing(task_id, 0, attempt=2))
+    reporter.report(update(task_id, TaskStatus.FAILED, attempt=2, error_message="permanent"))
+    reporter.close(FLUSH_S)
+
+    task = fetch_task(api.url, task_id)
+    assert task is not None
+    assert (task["status"], task["errorMessage"], task["attempt"]) == ("FAILED", "permanent", 2)
+    [retry] = [entry for entry in task["history"] if entry["status"] == "RETRY_SCHEDULED"]
+    assert datetime.fromisoformat(retry["nextRetryAt"]) == retry_at
+    assert retry["errorMessage"] == "temporary"
+
+
+def test_unsent_progress_is_coalesced_to_the_latest_while_status_changes_are_kept():
+    server = TaskApiServer()
+    task_id = new_id()
+    reporter = GraphQLReporter(server.url, None)  # the API is not running yet
+    try:
+        for percent in range(100):
+            reporter.report(processing(task_id, percent))
+        reporter.report(update(task_id, TaskStatus.RETRY_SCHEDULED, attempt=1, error_message="x"))
+        reporter.report(processing(task_id, 0, attempt=2))
+        reporter.report(processing(task_id, 50, attempt=2))
+        reporter.report(update(task_id, TaskStatus.COMPLETED, attempt=2, result={"ok": True}))
+        server.start()
+        reporter.close(FLUSH_S)
+
+        task = fetch_task(server.url, task_id)
+    finally:
+        server.stop()
+    assert task is not None
+    history = [
+        (e["status"], e["attempt"], e["progress"], e["currentStep"]) for e in task["history"]
+    ]
+    # One batch may have been in flight when the API was down; everything after it was
+    # coalesced: the latest progress of an attempt rides on the status change that ends it.
+    assert len(history) <= 4
+    assert [entry[:2] for entry in history if entry[0] != "PROCESSING"] == [
+        ("RETRY_SCHEDULED", 1),
+        ("COMPLETED", 2),
+    ]
+    assert max(entry[2] or 0 for entry in history if entry[1] == 1) == 99
+    assert (task["status"], task["attempt"], task["currentStep"]) == ("COMPLETED", 2, "s50")
+
+
+def test_final_statuses_arrive_when_the_api_comes_up_after_the_updates():
+    server = TaskApiServer()
+    ids = [new_id() for _ in range(20)]
+    reporter = GraphQLReporter(server.url, None)
+    try:
+        for task_id in ids:
+            reporter.report(processing(task_id, 0))
+            reporter.report(
+                update(task_id, TaskStatus.COMPLETED, attempt=1, result={"id": task_id})
+            )
+        server.start()
+        reporter.close(FLUSH_S)
+
+        tasks = [fetch_task(server.url, task_id) for task_id in ids]
+    finally:
+        server.stop()
+    assert [task["status"] if task else None for task in tasks] == ["COMPLETED"] * len(ids)
+
+
+def test_with_the_api_down_reporting_returns_and_close_gives_up_at_its_deadline(log_lines):
+    reporter = GraphQLReporter(f"http://127.0.0.1:{free_port()}/graphql", None)
+
+    for n in range(1000):
+        reporter.report(processing(f"down-{n}", 0))
+        reporter.report(update(f"down-{n}", TaskStatus.COMPLETED, attempt=1))
+    reporter.close(0.5)
+
+    assert any("not delivered" in line for line in log_lines)
+
+
+def test_a_full_queue_drops_pending_progress_before_any_status_change(log_lines):
+    server = TaskApiServer()
+    reporter = GraphQLReporter(server.url, None, max_pending=3, max_batch=1)
+    progress_ids = [new_id() for _ in range(5)]
+    final_ids = [new_id() for _ in range(3)]
+    try:
+        for task_id in progress_ids:
+            reporter.report(processing(task_id, 10))
+        for task_id in final_ids:
+            reporter.report(update(task_id, TaskStatus.COMPLETED, attempt=1))
+        server.start()
+        reporter.close(FLUSH_S)
+
+        finals = [fetch_task(server.url, task_id) for task_id in final_ids]
+    finally:
+        server.stop()
+    assert [task["status"] if task else None for task in finals] == ["COMPLETED"] * 3
+    assert any("progress queue full" in line for line in log_lines)
+
+
+def test_the_bearer_token_is_sent_and_never_logged(log_lines):
+    with TaskApiServer(tokens=["s3cret-token"]) as server:
+        task_id = new_id()
+        reporter = GraphQLReporter(server.url, "s3cret-token")
+
+        reporter.report(update(task_id, TaskStatus.COMPLETED, attempt=1))
+        reporter.close(FLUSH_S)
+
+        task = fetch_task(server.url, task_id, token="s3cret-token")
+    assert task is not None
+    assert task["status"] == "COMPLETED"
+    assert not any("s3cret-token" in line for line in log_lines)
+
+
+def test_a_wrong_token_is_retried_until_close_and_not_logged(log_lines):
+    with TaskApiServer(tokens=["right-token"]) as server:
+        task_id = new_id()
+        reporter = GraphQLReporter(server.url, "wrong-token")
+
+        reporter.report(update(task_id, TaskStatus.COMPLETED, attempt=1))
+        wait_for(lambda: any("HTTP 401" in line for line in log_lines), timeout=FLUSH_S)
+        reporter.close(0.2)
+
+        assert fetch_task(server.url, task_id, token="right-token") is None
+    assert not any("wrong-token" in line for line in log_lines)
+
+
+def test_an_update_the_api_rejects_as_invalid_is_dropped_and_later_ones_still_arrive(
+    api, log_lines
+):
+    bad, good = new_id(), new_id()
+    reporter = GraphQLReporter(api.url, None)
+
+    reporter.report(update(bad, TaskStatus.PROCESSING, attempt=0))  # attempt must be >= 1
+    reporter.report(update(good, TaskStatus.COMPLETED, attempt=1))
+    reporter.close(FLUSH_S)
+
+    assert fetch_task(api.url, bad) is None
+    good_task = fetch_task(api.url, good)
+    assert good_task is not None
+    assert good_task["status"] == "COMPLETED"
+    assert any("rejected" in line and "attempt" in line for line in log_lines)
+
+
+def test_an_update_over_the_api_body_limit_is_dropped_and_the_rest_of_its_batch_arrives(
+    log_lines,
+):
+    server = TaskApiServer(extra_env={"TASK_API_MAX_BODY_BYTES": "4096"})
+    small = [new_id() for _ in range(3)]
+    huge = new_id()
+    reporter = GraphQLReporter(server.url, None)  # the API is down: all queue up in one batch
+    try:
+        reporter.report(update(small[0], TaskStatus.COMPLETED, attempt=1))
+        reporter.report(update(huge, TaskStatus.COMPLETED, attempt=1, result={"blob": "x" * 8000}))
+        reporter.report(update(small[1], TaskStatus.COMPLETED, attempt=1))
+        reporter.report(update(small[2], TaskStatus.COMPLETED, attempt=1))
+        server.start()
+        reporter.close(FLUSH_S)
+
+        tasks = [fetch_task(server.url, task_id) for task_id in small]
+        huge_task = fetch_task(server.url, huge)
+    finally:
+        server.stop()
+    assert [task["status"] if task else None for task in tasks] == ["COMPLETED"] * 3
+    assert huge_task is None
+    assert any("too large" in line for line in log_lines)
