@@ -300,8 +300,8 @@ def main() -> None:
     parser.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL))
     parser.add_argument(
         "--log-level",
-        default="WARNING",
-        help="LOG_LEVEL of the framework worker (default WARNING; INFO logs two lines a task)",
+        default="INFO",
+        help="LOG_LEVEL of the framework worker (default INFO, the product default)",
     )
     parser.add_argument(
         "--timeout", type=float, default=600, help="give up after this many seconds per phase"

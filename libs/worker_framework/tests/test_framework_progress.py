@@ -27,24 +27,35 @@ def test_with_graphql_url_the_graphql_reporter_is_used():
         reporter.close(0)
 
 
-def test_log_reporter_writes_one_line_per_update_bound_to_the_task():
+def _log_lines(level: str, *updates: ProgressUpdate) -> list[str]:
     stream = io.StringIO()
-    configure_logging(worker_settings(), stream=stream)
+    configure_logging(worker_settings(log_level=level), stream=stream)
     try:
-        LogReporter().report(
-            ProgressUpdate(
-                "task-7",
-                "probe",
-                TaskStatus.PROCESSING,
-                attempt=2,
-                progress=40,
-                current_step="fetching",
-            )
-        )
-        LogReporter().close(1)
+        reporter = LogReporter()
+        for update in updates:
+            reporter.report(update)
+        reporter.close(1)
     finally:
         configure_logging(worker_settings())
         logger.complete()
-    [line] = stream.getvalue().splitlines()
+    return stream.getvalue().splitlines()
+
+
+PROCESSING_40 = ProgressUpdate(
+    "task-7", "probe", TaskStatus.PROCESSING, attempt=2, progress=40, current_step="fetching"
+)
+COMPLETED = ProgressUpdate("task-7", "probe", TaskStatus.COMPLETED, attempt=2, progress=100)
+FAILED = ProgressUpdate("task-7", "probe", TaskStatus.FAILED, attempt=2, error_message="boom")
+
+
+def test_log_reporter_writes_one_line_per_update_bound_to_the_task():
+    [line] = _log_lines("DEBUG", PROCESSING_40)
+
     assert "task_id=task-7 attempt=2" in line
     assert "PROCESSING 40% step=fetching" in line
+
+
+def test_at_info_the_log_reporter_keeps_only_retries_and_failures():
+    [line] = _log_lines("INFO", PROCESSING_40, COMPLETED, FAILED)
+
+    assert "FAILED error=boom" in line

@@ -60,12 +60,22 @@ class ProgressReporter(abc.ABC):
         """Flush what is pending, giving up after ``timeout_s`` seconds."""
 
 
+#: Statuses a person watching the log at INFO wants to see.
+_NOTEWORTHY = frozenset({TaskStatus.RETRY_SCHEDULED, TaskStatus.FAILED})
+
+
 class LogReporter(ProgressReporter):
-    """Writes each update to the log; the default when no progress API is configured."""
+    """Writes each update to the log; the default when no progress API is configured.
+
+    Retries and failures are logged at INFO; the routine updates of a healthy task (queued,
+    processing, completed), one or more per task, at DEBUG, as Dramatiq does: at INFO a busy
+    worker would spend more time writing its log than running tasks (see bench/throughput.py).
+    """
 
     def report(self, update: ProgressUpdate) -> None:
-        """Log the update at INFO, bound to its task."""
-        if not is_enabled("INFO"):
+        """Log the update bound to its task, at the level its status calls for."""
+        level = "INFO" if update.status in _NOTEWORTHY else "DEBUG"
+        if not is_enabled(level):
             return  # the hot path of a busy worker: skip building a line nobody keeps
         details = [update.status.value]
         if update.progress is not None:
@@ -78,7 +88,7 @@ class LogReporter(ProgressReporter):
             details.append(f"error={update.error_message}")
         logger.bind(
             task_id=update.task_id, worker_type=update.worker_type, attempt=update.attempt
-        ).info("progress " + " ".join(details))
+        ).log(level, "progress " + " ".join(details))
 
     def close(self, timeout_s: float) -> None:
         """Nothing is buffered."""
