@@ -216,7 +216,7 @@ def test_no_command_means_run_and_every_task_log_line_carries_its_context(
     client, make_settings, reply_queue
 ):
     settings = make_settings()
-    env = {**settings_env(settings), "LOG_FORMAT": "json"}
+    env = {**settings_env(settings), "LOG_FORMAT": "json", "LOG_LEVEL": "DEBUG"}
     with WorkerProcess("framework_probe_worker:main", env=env) as worker:
         wait_for(lambda: client.consumer_count(settings.worker_queue) == 1)
         client.publish_task(

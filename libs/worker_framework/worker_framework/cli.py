@@ -155,7 +155,10 @@ def build_cli(worker_cls: type[BaseWorker[Any, Any]]) -> click.Group:
         env.worker.initialize()
         try:
             runner = TaskRunner(
-                env.worker, LogReporter(), RetryPolicy.from_settings(env.settings), env.queue
+                env.worker,
+                LogReporter(routine_level="INFO"),
+                RetryPolicy.from_settings(env.settings),
+                env.queue,
             )
             run = runner.run(body, attempt=1, redelivered=False)
         finally:

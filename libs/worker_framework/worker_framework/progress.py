@@ -67,14 +67,19 @@ _NOTEWORTHY = frozenset({TaskStatus.RETRY_SCHEDULED, TaskStatus.FAILED})
 class LogReporter(ProgressReporter):
     """Writes each update to the log; the default when no progress API is configured.
 
-    Retries and failures are logged at INFO; the routine updates of a healthy task (queued,
-    processing, completed), one or more per task, at DEBUG, as Dramatiq does: at INFO a busy
-    worker would spend more time writing its log than running tasks (see bench/throughput.py).
+    Retries and failures are logged at INFO. The routine updates of a healthy task (queued,
+    processing, completed), one or more per task, go at ``routine_level``: DEBUG by default, as
+    Dramatiq does, because at INFO a busy worker would spend more time writing its log than
+    running tasks (see bench/throughput.py). ``run-task``, one task watched by a person, passes
+    INFO.
     """
+
+    def __init__(self, routine_level: str = "DEBUG") -> None:
+        self.routine_level = routine_level
 
     def report(self, update: ProgressUpdate) -> None:
         """Log the update bound to its task, at the level its status calls for."""
-        level = "INFO" if update.status in _NOTEWORTHY else "DEBUG"
+        level = "INFO" if update.status in _NOTEWORTHY else self.routine_level
         if not is_enabled(level):
             return  # the hot path of a busy worker: skip building a line nobody keeps
         details = [update.status.value]

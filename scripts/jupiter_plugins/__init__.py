@@ -1,0 +1,1 @@
+"""Jupiter's in-repo Pants plugin: the ``create-worker`` and ``remove-worker`` goals."""

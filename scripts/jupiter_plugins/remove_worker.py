@@ -1,0 +1,70 @@
+"""The ``remove-worker`` goal: ``./pants remove-worker --name=pdf-render [--force]``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pants.base.build_root import BuildRoot
+from pants.engine.console import Console
+from pants.engine.goal import Goal, GoalSubsystem
+from pants.engine.rules import collect_rules, goal_rule
+from pants.option.option_types import BoolOption, StrOption
+
+from jupiter_plugins.removal import RemovalRefused, plan_removal, remove_worker_files
+from jupiter_plugins.worker_names import InvalidWorkerName
+
+
+class RemoveWorkerSubsystem(GoalSubsystem):
+    """Options of ``remove-worker``."""
+
+    name = "remove-worker"
+    help = (
+        "Remove a worker app that create-worker generated: exactly the files it wrote (listed "
+        "in apps/<name>/.generated.json). Refuses when apps/<name>/ holds files it did not "
+        "write or that were changed, unless --force."
+    )
+
+    # The attribute cannot be called `name`: that is the goal's own name.
+    worker_name = StrOption("--name", default=None, help="The worker to remove (its folder name).")
+    force = BoolOption(
+        default=False,
+        help=(
+            "Delete the whole apps/<name>/ folder of a generated worker, including files "
+            "create-worker did not write and files changed since."
+        ),
+    )
+
+
+class RemoveWorker(Goal):
+    """Remove a generated worker app."""
+
+    subsystem_cls = RemoveWorkerSubsystem
+    environment_behavior = Goal.EnvironmentBehavior.LOCAL_ONLY
+
+
+@goal_rule
+async def remove_worker(
+    console: Console, subsystem: RemoveWorkerSubsystem, build_root: BuildRoot
+) -> RemoveWorker:
+    """Compare the folder with its manifest, then delete or refuse."""
+    name = subsystem.worker_name
+    try:
+        plan = plan_removal(build_root.pathlib_path, name)
+        assert name is not None  # plan_removal checked it
+        removed = remove_worker_files(plan, name, force=subsystem.force)
+    except InvalidWorkerName as error:
+        console.print_stderr(f"remove-worker: {error}. Nothing was removed.")
+        return RemoveWorker(exit_code=1)
+    except RemovalRefused as error:
+        console.print_stderr(f"remove-worker: {error}")
+        return RemoveWorker(exit_code=1)
+
+    console.print_stdout(f"Removed apps/{name} ({len(removed)} files):")
+    for path in removed:
+        console.print_stdout(f"  apps/{name}/{path}")
+    return RemoveWorker(exit_code=0)
+
+
+def rules() -> list[Any]:
+    """The rules of this goal."""
+    return [*collect_rules()]

@@ -1,0 +1,122 @@
+"""End to end: generate workers into a copy of the repository and build, lint, check and test them.
+
+This is what catches a stale template: when the framework's API changes, the generated code
+stops type-checking or its tests stop passing here. It runs a nested ``./pants`` in a temporary
+build root holding the repository's Pants configuration, launcher, lockfiles, ``libs/``,
+``apps/BUILD`` and ``scripts/``, so it takes minutes and needs RabbitMQ (``AMQP_URL``); the
+target is tagged ``e2e``. The repository is ``JUPITER_REPO_ROOT`` or, when the test runs from a
+checkout rather than a Pants sandbox, the folder holding ``pants.toml`` above this file. See
+docs/worker-generator.md for the command.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+#: What a build root needs to generate, build and test a worker (no other app is copied).
+COPIED = (
+    "pants",
+    "pants.toml",
+    "mypy.ini",
+    "pyproject.toml",
+    ".gitignore",
+    "3rdparty",
+    "libs",
+    "apps/BUILD",
+    "scripts",
+)
+
+#: Never copied: caches and outputs of tools, which may be large and are not inputs.
+IGNORED = shutil.ignore_patterns(
+    "__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".pants.d", "dist"
+)
+
+#: Environment passed to the nested Pants (the test's own is a sandbox's, and it must not pass
+#: on options such as PANTS_PYTEST_INSTALL_FROM_RESOLVE meant for the plugin's tests).
+PASSED_ENV = ("PATH", "AMQP_URL", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PYENV_ROOT", "LANG")
+
+#: The longest name allowed, sorting after worker_framework: the worst case for line lengths and
+#: import order in the generated code.
+LONG_NAME = "zz-" + "x" * 27
+
+#: A cold nested Pants building, linting, checking and testing two apps on a 2-core machine.
+PANTS_TIMEOUT_S = 1500
+
+
+def repo_root() -> Path:
+    explicit = os.environ.get("JUPITER_REPO_ROOT")
+    if explicit:
+        return Path(explicit).resolve()
+    for folder in Path(__file__).resolve().parents:
+        if (folder / "pants.toml").is_file() and (folder / "pants").is_file():
+            return folder
+    pytest.fail(
+        "cannot find the repository: set JUPITER_REPO_ROOT to its root and pass it to the test "
+        "(see docs/worker-generator.md)"
+    )
+
+
+def copy_build_root(source: Path, target: Path) -> None:
+    for relative in COPIED:
+        origin = source / relative
+        if origin.is_dir():
+            shutil.copytree(origin, target / relative, ignore=IGNORED, symlinks=True)
+        else:
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, target / relative)
+
+
+def nested_pants(build_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
+    # The launcher keeps its Pants venv under ~/.cache; Pants sandboxes do not pass HOME.
+    env["HOME"] = os.environ.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
+    return subprocess.run(
+        ["./pants", "--no-pantsd", *args],
+        cwd=build_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PANTS_TIMEOUT_S,
+        check=False,
+    )
+
+
+def files_under(root: Path) -> set[str]:
+    return {path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file()}
+
+
+def test_generated_workers_lint_check_test_and_package_then_remove_cleanly(
+    tmp_path: Path,
+) -> None:
+    build_root = tmp_path / "repo"
+    copy_build_root(repo_root(), build_root)
+    apps_before = files_under(build_root / "apps")
+
+    for name, template_type in ((LONG_NAME, "basic"), ("e2e-page-reader", "http-scraper")):
+        created = nested_pants(
+            build_root, "create-worker", f"--name={name}", f"--type={template_type}"
+        )
+        assert created.returncode == 0, created.stdout + created.stderr
+
+    built = nested_pants(
+        build_root,
+        "lint",
+        "check",
+        "test",
+        "package",
+        f"apps/{LONG_NAME}::",
+        "apps/e2e-page-reader::",
+    )
+    assert built.returncode == 0, built.stdout + built.stderr[-20000:]
+
+    for name in (LONG_NAME, "e2e-page-reader"):
+        removed = nested_pants(build_root, "remove-worker", f"--name={name}")
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+
+    assert files_under(build_root / "apps") == apps_before
