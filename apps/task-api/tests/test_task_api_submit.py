@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from typing import Any
 
 from task_api.testing import TaskApiServer, fetch_task, free_port
+from worker_framework.testing import close_broker_connections
 
 SUBMIT = """
 mutation Submit($queue: String!, $payload: JSON!, $id: ID) {
@@ -20,25 +20,6 @@ def submit(
     api: TaskApiServer, queue: str, payload: Any, task_id: str | None = None
 ) -> dict[str, Any]:
     return api.graphql(SUBMIT, {"queue": queue, "payload": payload, "id": task_id})
-
-
-def close_connections_named(name: str) -> int:
-    """Have RabbitMQ close the connections with this client name, as a broker restart would."""
-    listing = subprocess.run(
-        ["rabbitmqctl", "list_connections", "-q", "--no-table-headers", "pid", "client_properties"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    marker = f'{{"connection_name","{name}"}}'
-    pids = [line.split("\t", 1)[0] for line in listing.splitlines() if marker in line]
-    for pid in pids:
-        subprocess.run(
-            ["rabbitmqctl", "close_connection", pid, "closed by test"],
-            check=True,
-            capture_output=True,
-        )
-    return len(pids)
 
 
 def get_all(channel: Any, queue: str) -> list[tuple[Any, bytes]]:
@@ -136,7 +117,7 @@ def test_submission_still_works_after_the_broker_closed_task_apis_connection(
     api, rabbit_channel, queue_name
 ):
     submit(api, queue_name, {"n": 1}, f"before-{uuid.uuid4().hex}")
-    closed = close_connections_named(f"task-api@127.0.0.1:{api.port}")
+    closed = close_broker_connections(f"task-api@127.0.0.1:{api.port}")
 
     body = submit(api, queue_name, {"n": 2}, f"after-{uuid.uuid4().hex}")
 
