@@ -2,7 +2,8 @@
 
 Each PEX is started with `-I -S` (isolated: no site-packages, no user site, no PYTHON*
 variables), an empty environment and a working directory outside the repository, so only what
-the PEX itself carries can be imported.
+the PEX itself carries can be imported. The last test does what docker/Dockerfile does: unpack
+the PEX into a venv with PEX_TOOLS=1 and start the app from it.
 """
 
 from __future__ import annotations
@@ -77,3 +78,24 @@ def test_email_pex_runs_a_task_with_a_bare_python(bare_python, tmp_path):
     assert result["transport"] == "outbox"
     assert Path(result["path"]) == eml
     assert b"Message-ID: <welcome-ana-0001@" in eml.read_bytes()
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_pex_unpacks_into_a_venv_that_starts_as_in_the_dockerfile(app, bare_python, tmp_path):
+    venv = tmp_path / "venv"
+    for scope in ("deps", "srcs"):
+        completed = subprocess.run(
+            [bare_python, str(_pex(app)), "venv", f"--scope={scope}", "--compile", str(venv)],
+            env={"PEX_TOOLS": "1"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert completed.returncode == 0, completed.stderr
+
+    started = subprocess.run(
+        [str(venv / "pex"), "--help"], env={}, cwd=tmp_path, capture_output=True, text=True
+    )
+
+    assert started.returncode == 0, started.stderr
+    assert "Usage:" in started.stdout
