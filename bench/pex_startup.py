@@ -28,7 +28,7 @@ START_TIMEOUT_S = 120.0
 
 
 def _pex_paths(dist: Path) -> dict[str, Path]:
-    return {path.stem: path for path in sorted(dist.glob("apps.*/*.pex"))}
+    return {path.stem: path.resolve() for path in sorted(dist.glob("apps.*/*.pex"))}
 
 
 def _timed_help(pex: Path, python: str, pex_root: Path) -> float:
@@ -118,7 +118,7 @@ def main() -> None:
             "help_warm_s": round(warm, 2),
         }
     if "email-service" in pexes:
-        example = Path("apps/email-service/examples/welcome.json")
+        example = Path("apps/email-service/examples/welcome.json").resolve()
         times = [
             _first_task_time(pexes["email-service"], args.python, example, args.amqp_url)
             for _ in range(args.runs)
