@@ -1,13 +1,16 @@
-"""GraphQLReporter against a real task-api process: order, coalescing, outages, auth."""
+"""GraphQLReporter against a real task-api process: order, coalescing, batching, outages, auth."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from loguru import logger
+from psycopg import sql
 from task_api.testing import TaskApiServer, fetch_task, free_port
 from worker_framework.graphql_reporter import GraphQLReporter
 from worker_framework.progress import ProgressUpdate, TaskStatus
@@ -15,6 +18,12 @@ from worker_framework.testing import wait_for
 
 #: Generous: the assertions wait for delivery, they never measure it.
 FLUSH_S = 30.0
+#: Longer than any test: updates are sent only by a full batch or by close().
+NEVER_S = 3600.0
+#: Where a PostgreSQL-backed task-api gets a database of its own (created and dropped here).
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TASK_API_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +31,22 @@ def api() -> Iterator[TaskApiServer]:
     """One open task-api for the tests that do not restart it."""
     with TaskApiServer() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def postgres_api() -> Iterator[TaskApiServer]:
+    """A task-api storing in a fresh PostgreSQL database, dropped afterwards."""
+    name = f"reporter_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        with TaskApiServer(database_url=f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}") as server:
+            yield server
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @pytest.fixture
@@ -71,6 +96,70 @@ def test_updates_arrive_in_order_and_end_with_the_result(api):
     assert statuses == ["PROCESSING"] * (len(statuses) - 1) + ["COMPLETED"]
     progress = [e["progress"] for e in task["history"] if e["progress"] is not None]
     assert progress == sorted(progress)
+
+
+def test_progress_reported_within_the_linger_arrives_folded_into_the_final_status(api):
+    task_id = new_id()
+    reporter = GraphQLReporter(api.url, None, linger_s=NEVER_S)
+
+    reporter.report(processing(task_id, 0))
+    for percent in range(10, 100, 10):
+        reporter.report(processing(task_id, percent))
+    reporter.report(update(task_id, TaskStatus.COMPLETED, attempt=1, progress=100))
+    reporter.close(FLUSH_S)
+
+    task = fetch_task(api.url, task_id)
+    assert task is not None
+    history = [(e["status"], e["progress"], e["currentStep"]) for e in task["history"]]
+    assert history == [("COMPLETED", 100, "s90")]
+
+
+def test_a_full_batch_is_sent_without_waiting_for_the_linger_to_end(api):
+    ids = [new_id() for _ in range(4)]
+    reporter = GraphQLReporter(api.url, None, max_batch=4, linger_s=NEVER_S)
+    try:
+        for task_id in ids:
+            reporter.report(update(task_id, TaskStatus.COMPLETED, attempt=1))
+
+        wait_for(lambda: all(fetch_task(api.url, task_id) for task_id in ids), timeout=FLUSH_S)
+    finally:
+        reporter.close(FLUSH_S)
+
+
+def test_a_batch_that_is_no_power_of_two_arrives_whole_and_in_order(api):
+    ids = [new_id() for _ in range(11)]
+    reporter = GraphQLReporter(api.url, None, linger_s=NEVER_S)
+
+    for task_id in ids:
+        reporter.report(processing(task_id, 50))
+        reporter.report(update(task_id, TaskStatus.COMPLETED, attempt=1))
+    reporter.close(FLUSH_S)
+
+    tasks = [fetch_task(api.url, task_id) for task_id in ids]
+    assert [task["status"] if task else None for task in tasks] == ["COMPLETED"] * len(ids)
+
+
+def test_on_postgresql_a_report_the_database_refuses_fails_alone_and_its_batch_is_stored(
+    postgres_api,
+):
+    good = [new_id() for _ in range(3)]
+    refused = new_id()
+    # One request of four: PostgreSQL refuses text holding NUL, the pydantic model does not.
+    reporter = GraphQLReporter(postgres_api.url, None, max_batch=4, linger_s=NEVER_S)
+    try:
+        reporter.report(update(good[0], TaskStatus.COMPLETED, attempt=1))
+        reporter.report(update(refused, TaskStatus.PROCESSING, attempt=1, current_step="a\x00b"))
+        reporter.report(update(good[1], TaskStatus.COMPLETED, attempt=1))
+        reporter.report(update(good[2], TaskStatus.COMPLETED, attempt=1))
+
+        wait_for(
+            lambda: all(fetch_task(postgres_api.url, task_id) for task_id in good),
+            timeout=FLUSH_S,
+        )
+    finally:
+        reporter.close(0.2)
+    # Its savepoint was rolled back: not even the row a first report creates is left.
+    assert fetch_task(postgres_api.url, refused) is None
 
 
 def test_retry_scheduled_and_failed_carry_their_details(api):

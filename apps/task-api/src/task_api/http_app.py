@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType, parse
 from loguru import logger
 
 from task_api.page import RECENT_TASKS, render_page
@@ -29,6 +30,34 @@ GRAPHQL_PATH = "/graphql"
 #: Threads running GraphQL requests; the store serialises its work anyway, so these mostly
 #: wait, and a few slow broker calls leave plenty for everything else.
 GRAPHQL_THREADS = 32
+#: Distinct documents remembered by :func:`reports_progress_only` (workers send a handful).
+_SHAPE_CACHE_SIZE = 256
+
+
+@functools.lru_cache(maxsize=_SHAPE_CACHE_SIZE)
+def reports_progress_only(query: str) -> bool:
+    """True when ``query`` is a mutation of ``reportTaskProgress`` fields and nothing else.
+
+    Such a request (a worker's batch of reports) runs in one storage transaction: one commit
+    for the batch instead of one per report. Anything else (a submission publishing to
+    RabbitMQ, fragments, several operations) is left alone; so is a document that does not
+    parse (the schema reports why).
+    """
+    try:
+        document = parse(query, no_location=True)
+    except GraphQLError:
+        return False
+    if len(document.definitions) != 1:
+        return False
+    operation = document.definitions[0]
+    return (
+        isinstance(operation, OperationDefinitionNode)
+        and operation.operation is OperationType.MUTATION
+        and all(
+            isinstance(selection, FieldNode) and selection.name.value == "reportTaskProgress"
+            for selection in operation.selection_set.selections
+        )
+    )
 
 
 class BodyTooLarge(Exception):
@@ -156,17 +185,43 @@ class TaskApiApp:
             await _send_json(send, 400, {"errors": [{"message": "'variables' must be an object"}]})
             return
         execute = functools.partial(
-            schema.execute_sync,
+            self._execute,
             request["query"],
-            variable_values=variables,
-            context_value=self._context,
-            operation_name=request.get("operationName"),
+            variables,
+            request.get("operationName"),
         )
-        result = await asyncio.get_running_loop().run_in_executor(self._executor, execute)
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self._executor, execute)
+        except Exception:  # noqa: BLE001 - the client is told, and may send it again
+            # strawberry turns a resolver's errors into GraphQL errors; what reaches here is a
+            # batch of reports whose commit failed (rolled back whole) or a bug.
+            logger.exception("GraphQL request failed outside its resolvers")
+            await _send_json(
+                send,
+                503,
+                {"errors": [{"message": "task storage unavailable; send the request again"}]},
+            )
+            return
         response: dict[str, Any] = {"data": result.data}
         if result.errors:
             response["errors"] = [error.formatted for error in result.errors]
         await _send_json(send, 200, response)
+
+    def _execute(
+        self, query: str, variables: dict[str, Any] | None, operation_name: str | None
+    ) -> Any:
+        run = functools.partial(
+            schema.execute_sync,
+            query,
+            variable_values=variables,
+            context_value=self._context,
+            operation_name=operation_name,
+        )
+        if not reports_progress_only(query):
+            return run()
+        # Only the store is waited on inside the batch (no broker call), see write_batch.
+        with self._context.store.write_batch():
+            return run()
 
     async def _page(self, send: Send) -> None:
         try:

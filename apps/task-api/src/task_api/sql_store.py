@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any
 
@@ -45,9 +45,40 @@ class SqlTaskStore(TaskStore):
         self._dialect = dialect
         self._lock = threading.Lock()
         self._conn: Connection | None = None
+        #: The thread inside ``write_batch`` (it holds ``_lock`` and an open transaction).
+        self._batch_thread: int | None = None
+
+    @contextmanager
+    def write_batch(self) -> Iterator[None]:
+        with self._lock:
+            conn = self._begin(self._dialect.begin_write)
+            self._batch_thread = threading.get_ident()
+            try:
+                yield
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback(conn)
+                raise
+            finally:
+                self._batch_thread = None
 
     @contextmanager
     def _transaction(self, *, write: bool = True) -> Iterator[Connection]:
+        if self._batch_thread == threading.get_ident() and self._conn is not None:
+            # Inside this thread's write_batch: its transaction is open and its lock held. A
+            # savepoint keeps each call atomic on its own, as it would be without the batch.
+            conn = self._conn
+            conn.execute("SAVEPOINT task_api_call")
+            try:
+                yield conn
+            except BaseException:
+                # A broken connection cannot roll back: the batch's COMMIT then fails.
+                with suppress(Exception):
+                    conn.execute("ROLLBACK TO SAVEPOINT task_api_call")
+                    conn.execute("RELEASE SAVEPOINT task_api_call")
+                raise
+            conn.execute("RELEASE SAVEPOINT task_api_call")
+            return
         with self._lock:
             conn = self._begin(self._dialect.begin_write if write else "BEGIN")
             try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +29,18 @@ class TaskStore(abc.ABC):
     @abc.abstractmethod
     def apply_report(self, report: ProgressReport, now: datetime) -> TaskState:
         """Apply a progress report atomically (stale reports change nothing); return the state."""
+
+    @contextmanager
+    def write_batch(self) -> Iterator[None]:
+        """Make the calls this thread makes inside the block one transaction.
+
+        Each call stays atomic on its own (a failed one changes nothing), but all are committed
+        together at the end, or none when the block raises or the commit fails. task-api opens
+        one per request that only reports progress: a batch of reports costs one commit. Other
+        threads wait until the block ends, so it must not wait on anything but the store. The
+        default runs each call in its own transaction.
+        """
+        yield
 
     @abc.abstractmethod
     def claim_submission(
