@@ -23,6 +23,9 @@ import time
 import uuid
 from pathlib import Path
 
+from worker_framework.settings import WorkerSettings, load_settings
+from worker_framework.testing import delete_worker_queues
+
 #: Long enough for a cold start on a busy 2-core machine, short enough to notice a hang.
 START_TIMEOUT_S = 120.0
 
@@ -79,20 +82,10 @@ def _first_task_time(pex: Path, python: str, example: Path, amqp_url: str) -> fl
         finally:
             worker.terminate()
             worker.wait(timeout=60)
-            _delete_queues(queue)
+            delete_worker_queues(
+                load_settings(WorkerSettings, amqp_url=amqp_url, worker_queue=queue)
+            )
     return elapsed
-
-
-def _delete_queues(queue: str) -> None:
-    """Remove the bench's queues with rabbitmqctl when it is at hand (the bench runs locally)."""
-    if shutil.which("rabbitmqctl") is None:
-        return
-    listing = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True
-    )
-    for name in listing.stdout.split():
-        if name == queue or name.startswith(f"{queue}."):
-            subprocess.run(["rabbitmqctl", "-q", "delete_queue", name], capture_output=True)
 
 
 def main() -> None:

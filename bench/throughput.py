@@ -44,6 +44,7 @@ from worker_framework.consumer import Consumer
 from worker_framework.logging import configure_logging
 from worker_framework.settings import WorkerSettings, load_settings
 from worker_framework.shutdown import SignalHandlers
+from worker_framework.testing import QueueClient, delete_worker_queues, wait_for
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
@@ -158,40 +159,11 @@ def preload(url: str, queue: str, messages: int) -> None:
     connection.close()
 
 
-def message_count(url: str, queue: str) -> int:
-    """How many messages are ready in ``queue``."""
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
-    finally:
-        connection.close()
-
-
 def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` so that a reader polling for ``path`` never sees half of it."""
     partial = path.with_suffix(".partial")
     partial.write_text(text)
     os.replace(partial, path)
-
-
-def consumer_count(url: str, queue: str) -> int:
-    """How many consumers ``queue`` has."""
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        return int(connection.channel().queue_declare(queue, passive=True).method.consumer_count)
-    except pika.exceptions.ChannelClosedByBroker:
-        return 0
-    finally:
-        connection.close()
-
-
-def delete_queues(url: str, *queues: str) -> None:
-    """Remove the benchmark's queues."""
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    channel = connection.channel()
-    for queue in queues:
-        channel.queue_delete(queue)
-    connection.close()
 
 
 def rss_mb(pid: int, field: str) -> float:
@@ -224,15 +196,6 @@ def spawn(
         return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    """Poll until ``predicate()`` is true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def measure(role: str, args: argparse.Namespace, workdir: Path) -> tuple[float, float | None]:
     """Messages per second for one consumer kind (and the worker's peak RSS for the framework)."""
     queue = f"bench-{role}-{uuid.uuid4().hex[:8]}"
@@ -240,28 +203,25 @@ def measure(role: str, args: argparse.Namespace, workdir: Path) -> tuple[float, 
     preload(args.amqp_url, queue, args.messages)
     process = spawn(role, args, queue, result_file, workdir / f"{queue}.log")
     try:
-        wait_until(result_file.exists, args.timeout, f"{role} consumer to finish")
+        wait_for(result_file.exists, args.timeout, message=f"{role} consumer to finish")
         result = json.loads(result_file.read_text())
         peak = rss_mb(process.pid, "VmHWM") if role == "framework" else None
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
         process.wait(30)
-        # Every message must have been acknowledged: none may be back in the queue.
-        left = message_count(args.amqp_url, queue)
+        with QueueClient(args.amqp_url) as client:
+            # Every message must have been acknowledged: none may be back in the queue.
+            left = client.message_count(queue)
+            client.delete_worker_queues(bench_settings(args, queue))
         if left:
             raise SystemExit(f"{role} consumer left {left} messages unacknowledged")
-        delete_queues(
-            args.amqp_url, queue, f"{queue}.dlq", *(f"{queue}.retry.{ms}" for ms in retry_tiers())
-        )
     return result["count"] / result["seconds"], peak
 
 
-def retry_tiers() -> list[int]:
-    """The delay-queue tiers a default-configured worker declares (for cleanup)."""
-    from worker_framework.retry_policy import RetryPolicy
-
-    return RetryPolicy.from_settings(load_settings(WorkerSettings)).tiers()
+def bench_settings(args: argparse.Namespace, queue: str) -> WorkerSettings:
+    """The settings a worker of this benchmark runs with (to find its queues)."""
+    return load_settings(WorkerSettings, amqp_url=args.amqp_url, worker_queue=queue)
 
 
 def idle_rss(args: argparse.Namespace, workdir: Path) -> float:
@@ -269,20 +229,19 @@ def idle_rss(args: argparse.Namespace, workdir: Path) -> float:
     queue = f"bench-idle-{uuid.uuid4().hex[:8]}"
     process = spawn("framework", args, queue, Path(os.devnull), workdir / f"{queue}.log")
     try:
-        wait_until(
-            lambda: consumer_count(args.amqp_url, queue) == 1,
-            args.timeout,
-            "idle worker to consume",
-        )
-        time.sleep(1.0)
+        with QueueClient(args.amqp_url) as client:
+            wait_for(
+                lambda: client.consumer_count(queue) == 1,
+                args.timeout,
+                message="idle worker to consume",
+            )
+        time.sleep(1.0)  # settle after start-up: the figure is the resting footprint
         return rss_mb(process.pid, "VmRSS")
     finally:
         process.send_signal(signal.SIGTERM)
         if process.wait(30) != 0:
             print("warning: idle worker did not exit 0 on SIGTERM", file=sys.stderr)
-        delete_queues(
-            args.amqp_url, queue, f"{queue}.dlq", *(f"{queue}.retry.{ms}" for ms in retry_tiers())
-        )
+        delete_worker_queues(bench_settings(args, queue))
 
 
 def main() -> None:
