@@ -80,13 +80,23 @@ def test_pause_within_the_limit_is_slept_through():
     assert clock.sleeps == [4.0]
 
 
-def test_crawl_delay_only_ever_widens_the_spacing():
+def test_crawl_delay_widens_the_spacing_but_never_below_the_configured_rate():
     limiter = RateLimiter(2.0)
 
-    limiter.slow_down_to(5.0)
-    limiter.slow_down_to(0.1)
-
+    limiter.apply_crawl_delay(5.0)
     assert limiter.interval_s == 5.0
+
+    limiter.apply_crawl_delay(0.1)
+    assert limiter.interval_s == 0.5
+
+
+def test_a_crawl_delay_the_site_drops_no_longer_throttles():
+    limiter = RateLimiter(2.0)
+
+    limiter.apply_crawl_delay(5.0)
+    limiter.apply_crawl_delay(None)
+
+    assert limiter.interval_s == 0.5
 
 
 def test_limiter_refuses_a_non_positive_rate():

@@ -75,14 +75,16 @@ class TemplateRenderer:
             undefined=StrictUndefined,
             auto_reload=False,
         )
-
-    def names(self) -> list[str]:
-        """The templates that exist, sorted."""
-        return sorted(
+        # Packaged templates never change while the process runs: list them once.
+        self._names = sorted(
             node.name
             for node in self._root.iterdir()
             if node.is_dir() and not node.name.startswith("_")
         )
+
+    def names(self) -> list[str]:
+        """The templates that exist, sorted."""
+        return list(self._names)
 
     def render(self, name: str, variables: Mapping[str, Any]) -> RenderedContent:
         """Render every part of template ``name``.
@@ -91,8 +93,8 @@ class TemplateRenderer:
         part at fault, when the template does not exist, a variable is missing, or a rendered
         subject would break the header.
         """
-        if name not in self.names():
-            available = ", ".join(self.names()) or "none"
+        if name not in self._names:
+            available = ", ".join(self._names) or "none"
             raise WorkerError(f"unknown template {name!r} (available: {available})", permanent=True)
         subject = self._render_part(name, SUBJECT_PART, variables)
         text = self._render_part(name, TEXT_PART, variables)

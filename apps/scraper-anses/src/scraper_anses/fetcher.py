@@ -105,9 +105,7 @@ class PoliteFetcher:
         with self._robots_lock:
             if self._robots is None:
                 self._robots = self._with_short_waits(self._read_robots, robots_url(self._base_url))
-                delay = self._robots.crawl_delay_s()
-                if delay is not None:
-                    self._limiter.slow_down_to(delay)
+                self._limiter.apply_crawl_delay(self._robots.crawl_delay_s())
             return self._robots
 
     def fetch(self, url: str) -> Page:

@@ -35,7 +35,8 @@ class RateLimiter:
     ) -> None:
         if rate_per_s <= 0:
             raise ValueError("rate_per_s must be positive")
-        self._interval = 1.0 / rate_per_s
+        self._rate_interval = 1.0 / rate_per_s
+        self._interval = self._rate_interval
         self._max_pause_s = max_pause_s
         self._clock = clock
         self._sleep = sleep
@@ -55,10 +56,14 @@ class RateLimiter:
         with self._lock:
             return self._acquired
 
-    def slow_down_to(self, interval_s: float) -> None:
-        """Widen the spacing (never narrow it), e.g. to a robots.txt Crawl-delay."""
+    def apply_crawl_delay(self, delay_s: float | None) -> None:
+        """Space requests by the site's latest robots.txt Crawl-delay when it exceeds the rate.
+
+        The latest one, not the largest ever seen: a site that lowers or drops its Crawl-delay
+        is no longer throttled by the old one.
+        """
         with self._lock:
-            self._interval = max(self._interval, interval_s)
+            self._interval = max(self._rate_interval, delay_s or 0.0)
 
     def pause(self, delay_s: float) -> None:
         """Let no request through for ``delay_s`` seconds from now."""

@@ -61,8 +61,7 @@ class ScraperWorker(BaseWorker[ScrapeTask, ScrapeResult]):
     def execute_task(self, task: ScrapeTask, ctx: TaskContext) -> ScrapeResult:
         """Scrape every office of ``task.target_id``, reporting progress per listing page."""
         if self._session is None or self._limiter is None:
-            self.initialize()
-        assert self._session is not None and self._limiter is not None  # set by initialize()
+            raise RuntimeError("ScraperWorker.initialize() must run before execute_task()")
         settings = self.scraper_settings
         fetcher = PoliteFetcher(
             self._session,
