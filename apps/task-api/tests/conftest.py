@@ -26,6 +26,12 @@ def _url_for_database(admin_url: str, database: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """The real RabbitMQ the tests use (``AMQP_URL``)."""
+    return AMQP_URL
+
+
+@pytest.fixture(scope="session")
 def postgres_admin_url() -> str:
     """Where the tests may create and drop databases (``TASK_API_TEST_POSTGRES_URL``)."""
     return POSTGRES_ADMIN_URL

@@ -151,6 +151,30 @@ def test_an_invalid_setting_stops_the_process_with_one_line_naming_the_variable(
     assert "TASK_API_PORT" in lines[0]
 
 
+@pytest.mark.parametrize(
+    "amqp_url",
+    [
+        "http://guest:s3cret-pw@127.0.0.1:5672/%2F",
+        "amqp://guest:guest@127.0.0.1:5672/%2F,redis://guest:s3cret-pw@127.0.0.1:6379",
+        " , ",
+    ],
+)
+def test_an_invalid_amqp_url_stops_the_process_with_one_line_naming_it_without_its_value(
+    amqp_url,
+):
+    env = dict(os.environ, PYTHONPATH=inherited_pythonpath(), AMQP_URL=amqp_url)
+
+    completed = subprocess.run(
+        [sys.executable, "-m", task_api_main.__name__], env=env, capture_output=True, timeout=60
+    )
+
+    assert completed.returncode == 2
+    lines = completed.stderr.decode().strip().splitlines()
+    assert len(lines) == 1
+    assert "AMQP_URL" in lines[0]
+    assert "s3cret-pw" not in lines[0]
+
+
 def test_passwords_in_the_database_and_broker_urls_never_appear_in_the_log(postgres_database_url):
     # Trust authentication ignores the password, so the URL works and still carries one.
     scheme, rest = postgres_database_url.split("://", 1)

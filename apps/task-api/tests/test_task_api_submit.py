@@ -94,7 +94,9 @@ def test_submitting_to_a_missing_queue_is_an_error_naming_it_and_records_nothing
     body = submit(api, missing, {"n": 1}, task_id)
 
     assert body["data"] is None
-    assert missing in body["errors"][0]["message"]
+    message = body["errors"][0]["message"]
+    assert missing in message
+    assert "does not exist" in message
     assert fetch_task(api.url, task_id) is None
 
 
@@ -124,6 +126,20 @@ def test_submission_still_works_after_the_broker_closed_task_apis_connection(
     assert closed == 1
     assert "errors" not in body, body
     assert len(get_all(rabbit_channel, queue_name)) == 2
+
+
+def test_submission_uses_the_next_node_of_amqp_url_when_the_first_is_unreachable(
+    amqp_url, rabbit_channel, queue_name, task_id
+):
+    nodes = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F,{amqp_url}"
+    with TaskApiServer(extra_env={"AMQP_URL": nodes}) as server:
+        body = submit(server, queue_name, {"n": 1}, task_id)
+
+        assert "errors" not in body, body
+        assert body["data"]["submitTask"]["status"] == "QUEUED"
+    [(properties, raw)] = get_all(rabbit_channel, queue_name)
+    assert properties.message_id == task_id
+    assert json.loads(raw) == {"n": 1, "id": task_id}
 
 
 def test_with_rabbitmq_unreachable_submission_is_an_error_and_records_nothing(task_id):

@@ -53,7 +53,7 @@ def cli() -> None:
         )
         sys.exit(1)
     publisher = TaskPublisher(
-        settings.amqp_url.get_secret_value(),
+        settings.amqp_urls(),
         connection_name=f"task-api@{settings.host}:{settings.port}",
     )
     tokens = settings.token_list()

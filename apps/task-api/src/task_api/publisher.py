@@ -1,4 +1,10 @@
-"""Publishing submitted tasks to RabbitMQ with publisher confirms (the only module using pika)."""
+"""Publishing submitted tasks to RabbitMQ, through the framework's broker adapter.
+
+task-api does not use pika itself (RELIABILITY.md #12): :mod:`worker_framework.broker` owns
+the connection to the nodes of ``AMQP_URL``, publisher confirms, ``mandatory`` and the
+translation of the client's errors. This module only turns the adapter's errors into
+messages a person submitting a task can act on.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,9 @@ import json
 import threading
 from typing import Any
 
-import pika
-import pika.exceptions
-from pika.adapters.blocking_connection import BlockingChannel
+from loguru import logger
+from worker_framework.broker import BrokerConnection, OutgoingMessage
+from worker_framework.errors import BrokerUnavailable, PublishFailed
 
 
 class PublishError(Exception):
@@ -24,73 +30,73 @@ class TaskPublisher:
     its arguments (type, dead-lettering) belong to the worker that consumes it, and declaring
     it with different ones would fail with PRECONDITION_FAILED.
 
-    One connection, owned under a lock: pika connections are not thread-safe.
+    ``amqp_urls`` are tried in order, like a worker's ``AMQP_URL`` nodes. One connection,
+    used under a lock: a connection is not thread-safe and requests run on several threads.
     """
 
-    def __init__(self, amqp_url: str, *, connection_name: str = "task-api") -> None:
-        self._amqp_url = amqp_url
+    def __init__(self, amqp_urls: list[str], *, connection_name: str = "task-api") -> None:
+        self._amqp_urls = list(amqp_urls)
         self._connection_name = connection_name
         self._lock = threading.Lock()
-        self._connection: pika.BlockingConnection | None = None
-        self._channel: BlockingChannel | None = None
+        self._connection: BrokerConnection | None = None
 
-    def _open_channel(self) -> BlockingChannel:
-        if self._channel is not None and self._channel.is_open:
-            return self._channel
-        if self._connection is None or not self._connection.is_open:
-            parameters = pika.URLParameters(self._amqp_url)
+    def _connected(self) -> BrokerConnection:
+        # A dead connection is found by the publish that fails on it (BrokerUnavailable), which
+        # drops it; the next call connects afresh.
+        if self._connection is None:
             # Named so that operators (and tests) can tell task-api's connection apart.
-            parameters.client_properties = {"connection_name": self._connection_name}
-            self._connection = pika.BlockingConnection(parameters)
-        self._channel = self._connection.channel()
-        self._channel.confirm_delivery()
-        return self._channel
+            self._connection = BrokerConnection.connect(
+                self._amqp_urls, connection_name=self._connection_name
+            )
+        return self._connection
 
     def _drop_connection(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None and connection.is_open:
-            try:
-                connection.close()
-            except pika.exceptions.AMQPError:
-                pass
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
 
     def publish(self, queue: str, task_id: str, payload: dict[str, Any]) -> None:
-        """Publish ``payload`` to ``queue`` and wait for the broker's confirm."""
-        body = json.dumps(payload).encode()
-        properties = pika.BasicProperties(
-            content_type="application/json",
-            delivery_mode=pika.DeliveryMode.Persistent,
-            message_id=task_id,
+        """Publish ``payload`` to ``queue`` and wait for the broker's confirm.
+
+        Raises :class:`PublishError` when the task was not queued.
+        """
+        message = OutgoingMessage(
+            body=json.dumps(payload).encode(),
             headers={"x-attempt": 1},
+            message_id=task_id,
+            content_type="application/json",
         )
         with self._lock:
-            # An idle BlockingConnection misses heartbeats and is closed by the broker, so the
-            # first publish after a quiet spell may find it dead: one fresh connection retries.
+            # An idle connection misses heartbeats and is closed by the broker, so the first
+            # publish after a quiet spell may find it dead: one fresh connection retries.
             for attempt in (1, 2):
                 try:
-                    channel = self._open_channel()
-                    channel.basic_publish(
-                        exchange="",
-                        routing_key=queue,
-                        body=body,
-                        properties=properties,
-                        mandatory=True,
-                    )
+                    connection = self._connected()
+                    connection.publish(queue, message)
                     return
-                except pika.exceptions.UnroutableError as error:
-                    raise PublishError(
-                        f"queue '{queue}' does not exist: start a worker for it (workers declare"
-                        " their queues) and submit again"
-                    ) from error
-                except pika.exceptions.NackError as error:
-                    raise PublishError(f"RabbitMQ refused the task for queue '{queue}'") from error
-                except (pika.exceptions.AMQPError, OSError) as error:
+                except PublishFailed as error:
+                    raise PublishError(self._refusal(queue)) from error
+                except BrokerUnavailable as error:
                     self._drop_connection()
                     if attempt == 2:
+                        # The adapter's message names the nodes with credentials redacted.
+                        logger.warning("publishing to {} failed: {}", queue, error)
                         raise PublishError(
-                            f"RabbitMQ is unreachable ({type(error).__name__}); the task was not"
-                            " queued, submit again"
+                            "RabbitMQ is unreachable; the task was not queued, submit again"
                         ) from error
+
+    def _refusal(self, queue: str) -> str:
+        """Why the broker refused a publish: usually the queue does not exist (unroutable)."""
+        try:
+            missing = not self._connected().queue_exists(queue)
+        except BrokerUnavailable:
+            missing = False
+        if missing:
+            return (
+                f"queue '{queue}' does not exist: start a worker for it (workers declare"
+                " their queues) and submit again"
+            )
+        return f"RabbitMQ refused the task for queue '{queue}'; the task was not queued"
 
     def close(self) -> None:
         """Close the connection to RabbitMQ."""

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from worker_framework.progress import TaskStatus
 
-class Status(str, enum.Enum):
-    """Lifecycle of a task, as in DESIGN.md."""
-
-    QUEUED = "QUEUED"
-    PROCESSING = "PROCESSING"
-    RETRY_SCHEDULED = "RETRY_SCHEDULED"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
+#: Lifecycle of a task, as in DESIGN.md: the framework's enum, the contract workers report in.
+Status = TaskStatus
 
 
 @dataclass(frozen=True)

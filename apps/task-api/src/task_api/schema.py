@@ -21,6 +21,8 @@ from task_api.publisher import PublishError, TaskPublisher
 from task_api.records import HistoryEntry, Status, TaskState
 from task_api.storage import TaskStore
 
+# Status is the framework's TaskStatus: the schema's enum is the contract workers report in.
+# strawberry.enum returns the same class with its GraphQL definition attached.
 TaskStatus = strawberry.enum(Status, name="TaskStatus", description="Lifecycle of a task.")
 
 _CURSOR_PREFIX = "task:"

@@ -33,12 +33,28 @@ class TaskApiSettings(BaseSettings):
     )
     log_level: str = "INFO"
 
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_urls_only(cls, value: SecretStr) -> SecretStr:
+        # The same rule as the workers' AMQP_URL (worker_framework.settings); the message must
+        # not echo the value: it may hold a password.
+        urls = [part.strip() for part in value.get_secret_value().split(",") if part.strip()]
+        if not urls:
+            raise ValueError("expected one or more comma-separated amqp:// or amqps:// URLs")
+        if not all(url.startswith(("amqp://", "amqps://")) for url in urls):
+            raise ValueError("every comma-separated URL must start with amqp:// or amqps://")
+        return SecretStr(",".join(urls))
+
     @field_validator("database_url")
     @classmethod
     def _known_database_scheme(cls, value: str) -> str:
         if not value.startswith(("sqlite://", "postgresql://", "postgres://")):
             raise ValueError("must start with sqlite:// or postgresql://")
         return value
+
+    def amqp_urls(self) -> list[str]:
+        """The RabbitMQ nodes of ``AMQP_URL`` to try, in order."""
+        return self.amqp_url.get_secret_value().split(",")
 
     def token_list(self) -> list[str]:
         """The accepted bearer tokens (empty when authentication is off)."""
