@@ -54,7 +54,12 @@ def test_run_task_reads_stdin_and_exits_one_when_the_task_fails():
     assert "told to fail permanently" in result.stderr
 
 
-@pytest.mark.parametrize("body", ["{not json", '{"id": "x", "fail_times": "many"}', "[1]"])
+DEEPLY_NESTED = "[" * 100_000
+
+
+@pytest.mark.parametrize(
+    "body", ["{not json", '{"id": "x", "fail_times": "many"}', "[1]", DEEPLY_NESTED]
+)
 def test_run_task_exits_two_on_invalid_input(body):
     result = invoke(None, "run-task", "-", input=body)
     assert result.exit_code == 2
@@ -88,6 +93,8 @@ def test_enqueue_accepts_json_lines_and_generates_missing_ids(client, make_setti
         ('{"id": "a"}\nnope\n', "line 2"),
         ("[1]", "not a JSON object"),
         ('{"fail_times": "x"}', "invalid"),
+        (DEEPLY_NESTED, "nested too deeply"),
+        (f'{{"id": "a"}}\n{DEEPLY_NESTED}\n', "line 2"),
     ],
 )
 def test_enqueue_rejects_bad_input_with_usage_error(make_settings, body, reason):
@@ -107,6 +114,22 @@ def test_dlq_list_shows_id_error_attempts_and_failed_at_without_removing(client,
     as_json = json.loads(invoke(settings, "dlq", "list", "--json").stdout)
     assert as_json["id"] == "dead-1" and as_json["attempts"] == 1 and as_json["failed_at"]
     assert client.message_count(dead_letter_queue_name(settings.worker_queue)) == 1
+
+
+def test_dlq_list_and_replay_handle_a_dead_letter_nested_too_deeply_to_decode(
+    client, make_settings
+):
+    settings = make_settings()
+    make_dead_letters(client, settings, DEEPLY_NESTED.encode())
+    [dead] = client.peek(dead_letter_queue_name(settings.worker_queue))
+    listed = invoke(settings, "dlq", "list")
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.startswith(f"{dead.message_id}\tInvalidJSON\t")
+    replayed = invoke(settings, "dlq", "replay")
+    assert replayed.exit_code == 0, replayed.output
+    assert replayed.stdout.split() == [dead.message_id]
+    [message] = client.peek(settings.worker_queue)
+    assert message.body == DEEPLY_NESTED.encode()
 
 
 def test_dlq_replay_round_trip_resets_attempts_and_the_task_completes(
@@ -189,6 +212,7 @@ def test_healthcheck_exits_one_when_the_broker_is_unreachable_without_leaking_th
         ("WORKER_QUEUE_TYPE", "stream"),
         ("LOG_LEVEL", "LOUD"),
         ("AMQP_URL", "http://u:pw@x"),
+        ("GRAPHQL_URL", "ftp://u:pw@x/graphql"),
     ],
 )
 def test_invalid_setting_exits_two_with_one_line_naming_the_variable(variable, value):

@@ -7,6 +7,8 @@ import json
 
 import pytest
 from loguru import logger
+from worker_framework.broker import BrokerConnection, describe_nodes
+from worker_framework.errors import BrokerUnavailable
 from worker_framework.logging import configure_logging, redact
 from worker_framework.testing import worker_settings
 
@@ -75,3 +77,14 @@ def test_stdlib_logging_records_are_redacted_too(captured):
     logging.getLogger("somelib").error("dsn postgresql://u:dbpass@db/x")
     assert "dbpass" not in stream.getvalue()
     assert "postgresql://u:***@db/x" in stream.getvalue()
+
+
+def test_broker_node_descriptions_mask_whole_passwords_even_with_an_at_sign():
+    described = describe_nodes(["amqp://guest:p@ssw0rd@node1/%2F", "amqps://svc:k3y@node2:5671"])
+    assert described == "amqp://guest:***@node1/%2F, amqps://svc:***@node2:5671"
+
+
+def test_invalid_amqp_url_is_reported_without_its_password():
+    with pytest.raises(BrokerUnavailable, match="invalid AMQP_URL") as caught:
+        BrokerConnection.connect(["amqp://guest:p@ssw0rd@node1:notaport/%2F"])
+    assert "ssw0rd" not in str(caught.value)

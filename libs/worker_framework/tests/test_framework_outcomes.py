@@ -7,8 +7,22 @@ from datetime import datetime, timedelta
 
 from framework_probe_worker import ProbeWorker
 from worker_framework import TaskStatus
+from worker_framework.broker import OutgoingMessage
 from worker_framework.retry_policy import dead_letter_queue_name, retry_queue_name
 from worker_framework.testing import RecordingReporter, WorkerThread, wait_for
+
+#: Deeper than the interpreter's recursion limit: json.loads raises RecursionError, not
+#: ValueError.
+DEEPLY_NESTED = b"[" * 100_000
+
+
+class ExplodingReporter(RecordingReporter):
+    """Breaks the reporter contract (never raise) for one task, from inside the task runner."""
+
+    def report(self, update):
+        super().report(update)
+        if update.task_id == "explodes":
+            raise RuntimeError("progress API https://bot:s3cretpw@progress.example.org is down")
 
 
 def test_transient_failures_are_retried_until_success_with_attempt_header(
@@ -84,6 +98,57 @@ def test_invalid_json_goes_to_dead_letter_queue_with_reason_and_worker_keeps_con
     assert dead.body == b"{not json"
     assert dead.header("x-error-type") == "InvalidJSON"
     assert reply.json()["id"] == "after-bad-json"
+
+
+def test_body_nested_too_deeply_to_decode_is_dead_lettered_and_worker_keeps_consuming(
+    client, make_settings, reply_queue
+):
+    settings = make_settings(worker_prefetch=1)
+    with WorkerThread(ProbeWorker, settings) as worker:
+        client.publish_task(settings.worker_queue, DEEPLY_NESTED)
+        client.publish_task(settings.worker_queue, {"id": "after-deep"}, reply_to=reply_queue)
+        [dead] = client.wait_for_messages(dead_letter_queue_name(settings.worker_queue), 1)
+        [reply] = client.wait_for_messages(reply_queue, 1)
+        wait_for(lambda: not worker.consumer._unsettled, message="every delivery settled")
+    assert dead.body == DEEPLY_NESTED
+    assert dead.header("x-error-type") == "InvalidJSON"
+    assert "nested too deeply" in dead.header("x-error-message")
+    assert reply.json()["id"] == "after-deep"
+
+
+def test_an_error_escaping_the_task_runner_dead_letters_the_delivery_and_worker_keeps_consuming(
+    client, make_settings, reply_queue
+):
+    settings = make_settings()
+    reporter = ExplodingReporter()
+    body = b'{"id": "explodes"}'
+    with WorkerThread(ProbeWorker, settings, reporter=reporter) as worker:
+        client.publish_task(settings.worker_queue, body)
+        client.publish_task(settings.worker_queue, {"id": "after-boom"}, reply_to=reply_queue)
+        [dead] = client.wait_for_messages(dead_letter_queue_name(settings.worker_queue), 1)
+        [reply] = client.wait_for_messages(reply_queue, 1)
+        wait_for(lambda: not worker.consumer._unsettled, message="every delivery settled")
+    assert dead.body == body
+    assert dead.header("x-error-type") == "RuntimeError"
+    assert "https://bot:***@progress.example.org" in dead.header("x-error-message")
+    assert "s3cretpw" not in dead.header("x-error-message")
+    assert reply.json()["id"] == "after-boom"
+
+
+def test_undecodable_message_without_message_id_is_dead_lettered_without_progress_updates(
+    client, make_settings
+):
+    settings = make_settings()
+    reporter = RecordingReporter()
+    with WorkerThread(ProbeWorker, settings, reporter=reporter):
+        client.publish(settings.worker_queue, OutgoingMessage(b"{not json", {"x-attempt": 1}))
+        client.publish_task(settings.worker_queue, {"id": "named"})
+        [dead] = client.wait_for_messages(dead_letter_queue_name(settings.worker_queue), 1)
+        # One worker thread settles in delivery order: "named" completes after the bad one.
+        wait_for(lambda: any(u.status is TaskStatus.COMPLETED for u in reporter.for_task("named")))
+    assert dead.message_id is None
+    assert dead.header("x-error-type") == "InvalidJSON"
+    assert {u.task_id for u in reporter.updates} == {"named"}
 
 
 def test_body_failing_schema_goes_to_dead_letter_queue_and_worker_keeps_consuming(

@@ -190,6 +190,50 @@ def test_task_over_its_time_limit_is_abandoned_and_retried_then_dead_lettered(
     assert dead.header("x-attempt") == 2
 
 
+def test_time_limit_counts_from_delivery_not_from_when_a_thread_starts_the_task(
+    client, make_settings, reply_queue
+):
+    # "second" waits about 3 s behind "first" (under half the limit, so it is not requeued)
+    # and then needs 6.5 s: within the limit on its own, over it counted from delivery. Each
+    # side has a margin of a second or more, for a busy CI machine.
+    settings = make_settings(worker_task_timeout_s=8, worker_max_retries=0, worker_concurrency=1)
+    with WorkerThread(ProbeWorker, settings):
+        client.publish_task(
+            settings.worker_queue, {"id": "first", "sleep_s": 3.0}, reply_to=reply_queue
+        )
+        client.publish_task(settings.worker_queue, {"id": "second", "sleep_s": 6.5})
+        [reply] = client.wait_for_messages(reply_queue, 1)
+        [dead] = client.wait_for_messages(
+            dead_letter_queue_name(settings.worker_queue), 1, timeout=30
+        )
+    assert reply.json()["id"] == "first"
+    assert dead.json()["id"] == "second"
+    assert dead.header("x-error-type") == "TaskTimeout"
+    assert "counted from delivery" in dead.header("x-error-message")
+
+
+def test_delivery_still_waiting_for_a_thread_at_half_the_limit_is_requeued_unstarted(
+    client, make_settings, reply_queue
+):
+    # "hog" holds the only thread until it times out at 2 s; "waiter", prefetched behind it,
+    # goes back to the queue at 1 s instead of aging towards the broker's consumer_timeout.
+    settings = make_settings(
+        worker_task_timeout_s=2, worker_max_retries=0, worker_concurrency=1, worker_prefetch=2
+    )
+    with WorkerThread(ProbeWorker, settings):
+        client.publish_task(settings.worker_queue, {"id": "hog", "sleep_s": 4})
+        client.publish_task(settings.worker_queue, {"id": "waiter"}, reply_to=reply_queue)
+        [reply] = client.wait_for_messages(reply_queue, 1, timeout=30)
+        [dead] = client.wait_for_messages(
+            dead_letter_queue_name(settings.worker_queue), 1, timeout=30
+        )
+    assert reply.json()["id"] == "waiter"
+    assert reply.json()["redelivered"] is True  # it went back to the queue once at least
+    assert reply.json()["attempt"] == 1  # never started, so no attempt was used
+    assert dead.json()["id"] == "hog"
+    assert dead.header("x-error-type") == "TaskTimeout"
+
+
 def test_unreachable_first_node_in_amqp_url_falls_through_to_the_next(
     client, make_settings, reply_queue
 ):

@@ -35,6 +35,18 @@ def test_environment_variables_fill_fields_of_app_subclasses(monkeypatch):
     assert settings.worker_queue_type == "quorum"
 
 
+@pytest.mark.parametrize("value", ["", "  "])
+def test_blank_graphql_url_means_unset(monkeypatch, value):
+    monkeypatch.setenv("GRAPHQL_URL", value)
+    assert load_settings(WorkerSettings).graphql_url is None
+
+
+def test_http_and_https_graphql_urls_are_accepted(monkeypatch):
+    for url in ("http://task-api:4000/graphql", "HTTPS://progress.example.org/graphql"):
+        monkeypatch.setenv("GRAPHQL_URL", url)
+        assert load_settings(WorkerSettings).graphql_url == url
+
+
 def test_several_comma_separated_broker_urls_are_accepted(monkeypatch):
     monkeypatch.setenv("AMQP_URL", "amqp://a:1@node1/%2F, amqp://a:1@node2/%2F")
     assert load_settings(WorkerSettings).amqp_urls() == [
@@ -51,6 +63,8 @@ def test_several_comma_separated_broker_urls_are_accepted(monkeypatch):
         ("SMTP_PORT", "smtp"),
         ("LOG_FORMAT", "xml"),
         ("AMQP_URL", "redis://user:topsecret@host"),
+        ("GRAPHQL_URL", "ftp://user:topsecret@host/graphql"),
+        ("GRAPHQL_URL", "task-api:4000/graphql?token=topsecret"),
     ],
 )
 def test_invalid_value_raises_settings_error_naming_the_variable_without_its_value(

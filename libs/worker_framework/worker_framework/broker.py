@@ -21,6 +21,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
+from shared_utils.redaction import redact_url
 
 from worker_framework.errors import BrokerUnavailable, PublishFailed, TopologyMismatch
 from worker_framework.logging import redact
@@ -91,7 +92,24 @@ def _translated(action: str) -> Iterator[None]:
 
 def describe_nodes(urls: list[str]) -> str:
     """The broker nodes for a log line, credentials redacted."""
-    return ", ".join(redact(url) for url in urls)
+    return ", ".join(redact_url(url) for url in urls)
+
+
+def _delivery(
+    channel: BlockingChannel, method: Any, properties: BasicProperties, body: bytes
+) -> Delivery:
+    """A :class:`Delivery` from what pika hands over (``method``: Deliver or GetOk)."""
+    return Delivery(
+        body,
+        properties.headers or {},
+        properties.message_id,
+        properties.correlation_id,
+        properties.reply_to,
+        properties.content_type,
+        bool(method.redelivered),
+        method.delivery_tag,
+        channel,
+    )
 
 
 class BrokerConnection:
@@ -116,7 +134,7 @@ class BrokerConnection:
                 params = pika.URLParameters(url)
             except Exception as error:  # noqa: BLE001 - pika raises assorted errors on bad URLs
                 raise BrokerUnavailable(
-                    f"invalid AMQP_URL {redact(url)}: {redact(str(error))}"
+                    f"invalid AMQP_URL {redact_url(url)}: {redact(str(error))}"
                 ) from None
             params.heartbeat = heartbeat_s
             params.blocked_connection_timeout = BLOCKED_CONNECTION_TIMEOUT_S
@@ -127,11 +145,6 @@ class BrokerConnection:
             return cls(pika.BlockingConnection(parameters))
 
     # -- state ---------------------------------------------------------------------------------
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the connection is usable."""
-        return bool(self._connection.is_open)
 
     def consuming_channel_is_open(self) -> bool:
         """False once the broker closed the channel deliveries come from."""
@@ -240,19 +253,7 @@ class BrokerConnection:
             properties: BasicProperties,
             body: bytes,
         ) -> None:
-            on_delivery(
-                Delivery(
-                    body,
-                    properties.headers or {},
-                    properties.message_id,
-                    properties.correlation_id,
-                    properties.reply_to,
-                    properties.content_type,
-                    bool(method.redelivered),
-                    method.delivery_tag,
-                    channel,
-                )
-            )
+            on_delivery(_delivery(channel, method, properties, body))
 
         def on_cancel(_frame: Any) -> None:
             self.consumer_cancelled_by_broker = True
@@ -300,17 +301,7 @@ class BrokerConnection:
             method, properties, body = self._reader.basic_get(queue, auto_ack=False)
             if method is None:
                 return None
-            return Delivery(
-                body,
-                properties.headers or {},
-                properties.message_id,
-                properties.correlation_id,
-                properties.reply_to,
-                properties.content_type,
-                bool(method.redelivered),
-                method.delivery_tag,
-                self._reader,
-            )
+            return _delivery(self._reader, method, properties, body)
 
     def release_unacked(self) -> None:
         """Return every message taken with :meth:`get` and not acknowledged to its queue."""

@@ -45,7 +45,12 @@ from worker_framework.progress import (
 from worker_framework.retry_policy import RetryPolicy, dead_letter_queue_name
 from worker_framework.settings import WorkerSettings, load_settings
 from worker_framework.shutdown import SignalHandlers
-from worker_framework.task_runner import TaskRunner, describe_validation_error, task_id_from
+from worker_framework.task_runner import (
+    JSON_ERRORS,
+    TaskRunner,
+    describe_validation_error,
+    task_id_from,
+)
 from worker_framework.worker import BaseWorker
 
 #: Seconds the progress reporter gets to flush at exit.
@@ -88,7 +93,7 @@ def _read_tasks(source: IO[bytes]) -> list[dict[str, Any]]:
         raise click.UsageError("no task given: the input is empty")
     try:
         whole = json.loads(text)
-    except ValueError:
+    except JSON_ERRORS:
         whole = None
     if whole is not None:
         items: list[Any] = [whole]
@@ -98,6 +103,10 @@ def _read_tasks(source: IO[bytes]) -> list[dict[str, Any]]:
             if line.strip():
                 try:
                     items.append(json.loads(line))
+                except RecursionError:
+                    raise click.UsageError(
+                        f"line {number} is not valid JSON: nested too deeply to decode"
+                    ) from None
                 except ValueError as error:
                     raise click.UsageError(f"line {number} is not valid JSON: {error}") from None
     for number, item in enumerate(items, start=1):

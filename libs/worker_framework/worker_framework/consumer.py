@@ -24,10 +24,19 @@ Shutdown
     which returns whatever is still unfinished to the queue.
 
 Time limit
-    A task running longer than ``WORKER_TASK_TIMEOUT_S`` is abandoned and settled as a
-    transient ``TaskTimeout`` failure (retried, or dead-lettered when retries are exhausted).
-    Keep that limit below the broker's ``consumer_timeout`` (30 min by default), or RabbitMQ
-    closes the channel and requeues every delivery on it.
+    ``WORKER_TASK_TIMEOUT_S`` counts from *delivery*, as the broker's ``consumer_timeout`` does
+    (30 min by default; past it RabbitMQ closes the channel and requeues every delivery on it).
+    A task still running at the limit is abandoned and settled as a transient ``TaskTimeout``
+    failure (retried, or dead-lettered when retries are exhausted). A prefetched delivery still
+    waiting for a thread at half the limit is requeued: it never started, so that is safe, and
+    whichever consumer gets it next starts a fresh clock. Keep the limit below
+    ``consumer_timeout``.
+
+Unexpected errors
+    :meth:`TaskRunner.run` turns every failure of a task into an outcome. Should anything still
+    escape it (a framework bug, a progress reporter that raises), the delivery becomes a dead
+    letter named after the exception: every delivery is settled, none holds a prefetch slot
+    until the broker's ``consumer_timeout``.
 """
 
 from __future__ import annotations
@@ -35,13 +44,14 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import backoff
 from loguru import logger
 
 from worker_framework.broker import BrokerConnection, Delivery, QueueSpec, describe_nodes
 from worker_framework.errors import BrokerUnavailable, PublishFailed
+from worker_framework.logging import redact
 from worker_framework.outcomes import (
     Completed,
     DeadLettered,
@@ -59,9 +69,12 @@ from worker_framework.retry_policy import (
     tier_ttl_ms,
 )
 from worker_framework.settings import WorkerSettings
-from worker_framework.task_runner import TaskRun, TaskRunner, task_id_from
+from worker_framework.task_runner import TaskRun, TaskRunner, run_for, task_id_from
 from worker_framework.task_threads import Job, TaskThreads
 from worker_framework.worker import BaseWorker
+
+if TYPE_CHECKING:
+    from loguru import Logger
 
 #: How long one pass of the I/O loop may block: bounds how fast a stop request or a task time
 #: limit is noticed, while deliveries and settlements wake the loop at once.
@@ -73,6 +86,9 @@ MAX_RECONNECT_WAIT_S = 15.0
 #: The last-resort guard of a quorum queue against messages that crash every worker before any
 #: outcome is recorded (each crash is a redelivery); such messages go to the dead-letter queue.
 QUORUM_DELIVERY_LIMIT = 20
+#: A delivery still waiting for a thread after this fraction of ``WORKER_TASK_TIMEOUT_S`` is
+#: requeued, so every task that starts has at least the rest of the limit to run.
+WAITING_LIMIT_FRACTION = 0.5
 
 
 def worker_topology(queue: str, settings: WorkerSettings) -> list[QueueSpec]:
@@ -253,12 +269,7 @@ class Consumer:
     def _drain_for_shutdown(self, connection: BrokerConnection) -> None:
         self.consuming.clear()
         connection.stop_consuming()
-        requeued = 0
-        for job in list(self._unsettled.values()):
-            if self._threads.withdraw(job):
-                connection.requeue(job.payload)
-                del self._unsettled[job.payload.delivery_tag]
-                requeued += 1
+        requeued = sum(1 for job in list(self._unsettled.values()) if self._take_back(job))
         grace = self.settings.worker_shutdown_grace_s
         self.log.info(
             "stopping (a second SIGTERM/SIGINT exits at once): {} tasks requeued, "
@@ -279,18 +290,34 @@ class Consumer:
     # -- deliveries and settlement -------------------------------------------------------------
 
     def _on_delivery(self, delivery: Delivery) -> None:
-        job = Job(delivery, self._generation)
+        job = Job(delivery, self._generation, delivered_at=time.monotonic())
         self._unsettled[delivery.delivery_tag] = job
         self._threads.submit(job)
 
+    def _take_back(self, job: Job) -> bool:
+        """Requeue a delivery no thread has started; False if one has."""
+        if not self._threads.withdraw(job):
+            return False
+        delivery: Delivery = job.payload
+        if self._connection is not None:
+            self._connection.requeue(delivery)
+        del self._unsettled[delivery.delivery_tag]
+        return True
+
     def _run_job(self, job: Job) -> None:
         delivery: Delivery = job.payload
-        run = self.runner.run(
-            delivery.body,
-            attempt=attempt_of(delivery),
-            redelivered=delivery.redelivered,
-            message_id=delivery.message_id,
-        )
+        attempt = attempt_of(delivery)
+        try:
+            run = self.runner.run(
+                delivery.body,
+                attempt=attempt,
+                redelivered=delivery.redelivered,
+                message_id=delivery.message_id,
+            )
+        except Exception as error:  # noqa: BLE001 - an unsettled delivery would block the channel
+            logger.exception("unexpected error running a task; dead-lettering it")
+            outcome = DeadLettered(type(error).__name__, redact(str(error) or type(error).__name__))
+            run = run_for(delivery.body, outcome, attempt=attempt, message_id=delivery.message_id)
         self._finished.append((job, run))
         # One wake-up per batch: the flag is cleared by the I/O thread before it drains.
         if not self._wake_pending:
@@ -316,11 +343,10 @@ class Consumer:
             or job.generation != self._generation
             or not connection.owns(delivery)
         ):
-            self.log.bind(task_id=run.task_id, attempt=run.attempt).warning(
+            self._task_log(run).warning(
                 "task finished after its delivery's connection was lost; the broker redelivers it"
             )
             return
-        log = self.log.bind(task_id=run.task_id, attempt=run.attempt)
         outcome = run.outcome
         try:
             if isinstance(outcome, Completed):
@@ -328,7 +354,7 @@ class Consumer:
                     try:
                         connection.publish(delivery.reply_to, reply_message(delivery, outcome))
                     except PublishFailed as error:
-                        log.warning(
+                        self._task_log(run).warning(
                             "could not deliver the result to reply_to {!r}: {}",
                             delivery.reply_to,
                             error,
@@ -343,11 +369,13 @@ class Consumer:
                     dead_letter_queue_name(self.queue),
                     dead_letter_message(delivery, outcome, run.attempt),
                 )
-                log.error("dead-lettered: {}: {}", outcome.error_type, outcome.error_message)
+                self._task_log(run).error(
+                    "dead-lettered: {}: {}", outcome.error_type, outcome.error_message
+                )
         except PublishFailed as error:
             # A delay or dead-letter queue went missing: recreate the topology and let the
             # broker redeliver the task rather than ack something whose outcome is not stored.
-            log.error(
+            self._task_log(run).error(
                 "could not store the task's outcome ({}); redeclaring queues and requeueing it",
                 error,
             )
@@ -357,21 +385,56 @@ class Consumer:
             return
         connection.ack(delivery)
         self._unsettled.pop(delivery.delivery_tag, None)
-        self.reporter.report(self.runner.final_update(run))
+        self._report_final(run)
+
+    def _task_log(self, run: TaskRun) -> Logger:
+        # Bound only where a line is written: most settlements log nothing (the hot path).
+        return self.log.bind(task_id=run.task_id, attempt=run.attempt)
+
+    def _report_final(self, run: TaskRun) -> None:
+        update = self.runner.final_update(run)
+        if update is None:
+            return  # the message names no task: nothing to report it under
+        try:
+            self.reporter.report(update)
+        # Reporters must not raise; one that does anyway must not stop the I/O loop.
+        except Exception:  # noqa: BLE001
+            self._task_log(run).exception("the progress reporter raised; update dropped")
 
     def _enforce_time_limit(self) -> None:
+        """Apply ``WORKER_TASK_TIMEOUT_S``, counted from delivery (see the module docstring)."""
         limit = self.settings.worker_task_timeout_s
         now = time.monotonic()
-        for job in self._threads.running():
-            if now - job.started_at > limit and self._threads.abandon(job):
+        aged: list[Job] = []
+        # _unsettled is in delivery order: stop at the first delivery too young to act on.
+        for job in self._unsettled.values():
+            if now - job.delivered_at < limit * WAITING_LIMIT_FRACTION:
+                break
+            aged.append(job)
+        for job in aged:
+            if self._take_back(job):
                 delivery: Delivery = job.payload
-                attempt = attempt_of(delivery)
-                outcome = self.runner.failure_outcome(
-                    "TaskTimeout",
-                    f"task exceeded WORKER_TASK_TIMEOUT_S={limit:g}",
-                    attempt,
-                    permanent=False,
+                self.log.bind(
+                    task_id=task_id_from(delivery.body, delivery.message_id),
+                    attempt=attempt_of(delivery),
+                ).warning(
+                    "waited {:.1f}s for a free thread (WORKER_TASK_TIMEOUT_S={:g}); requeued "
+                    "unstarted (is WORKER_PREFETCH too high for WORKER_CONCURRENCY?)",
+                    now - job.delivered_at,
+                    limit,
                 )
-                self._settle(
-                    job, TaskRun(task_id_from(delivery.body, delivery.message_id), attempt, outcome)
-                )
+            elif now - job.delivered_at > limit and self._threads.abandon(job):
+                self._settle_timed_out(job, limit)
+
+    def _settle_timed_out(self, job: Job, limit: float) -> None:
+        delivery: Delivery = job.payload
+        attempt = attempt_of(delivery)
+        outcome = self.runner.failure_outcome(
+            "TaskTimeout",
+            f"task exceeded WORKER_TASK_TIMEOUT_S={limit:g} (counted from delivery)",
+            attempt,
+            permanent=False,
+        )
+        self._settle(
+            job, run_for(delivery.body, outcome, attempt=attempt, message_id=delivery.message_id)
+        )

@@ -84,10 +84,10 @@ def _carried_headers(delivery: Delivery) -> dict[str, Any]:
     }
 
 
-def retry_message(delivery: Delivery, outcome: RetryScheduled) -> OutgoingMessage:
-    """The delayed copy that returns to the main queue when its TTL expires."""
-    headers = _carried_headers(delivery)
-    headers[ATTEMPT_HEADER] = outcome.next_attempt
+def _copy_of(
+    delivery: Delivery, headers: dict[str, Any], expiration_ms: int | None = None
+) -> OutgoingMessage:
+    """``delivery``'s body and properties, byte for byte, with ``headers``."""
     return OutgoingMessage(
         body=delivery.body,
         headers=headers,
@@ -95,8 +95,15 @@ def retry_message(delivery: Delivery, outcome: RetryScheduled) -> OutgoingMessag
         correlation_id=delivery.correlation_id,
         reply_to=delivery.reply_to,
         content_type=delivery.content_type,
-        expiration_ms=outcome.delay_ms,
+        expiration_ms=expiration_ms,
     )
+
+
+def retry_message(delivery: Delivery, outcome: RetryScheduled) -> OutgoingMessage:
+    """The delayed copy that returns to the main queue when its TTL expires."""
+    headers = _carried_headers(delivery)
+    headers[ATTEMPT_HEADER] = outcome.next_attempt
+    return _copy_of(delivery, headers, expiration_ms=outcome.delay_ms)
 
 
 def dead_letter_message(delivery: Delivery, outcome: DeadLettered, attempt: int) -> OutgoingMessage:
@@ -106,14 +113,7 @@ def dead_letter_message(delivery: Delivery, outcome: DeadLettered, attempt: int)
     headers[ERROR_MESSAGE_HEADER] = outcome.error_message[:MAX_ERROR_MESSAGE_CHARS]
     headers[ATTEMPT_HEADER] = attempt
     headers[FAILED_AT_HEADER] = datetime.now(UTC).isoformat()
-    return OutgoingMessage(
-        body=delivery.body,
-        headers=headers,
-        message_id=delivery.message_id,
-        correlation_id=delivery.correlation_id,
-        reply_to=delivery.reply_to,
-        content_type=delivery.content_type,
-    )
+    return _copy_of(delivery, headers)
 
 
 def replay_message(delivery: Delivery) -> OutgoingMessage:
@@ -124,14 +124,7 @@ def replay_message(delivery: Delivery) -> OutgoingMessage:
         if key not in (ERROR_TYPE_HEADER, ERROR_MESSAGE_HEADER, FAILED_AT_HEADER)
     }
     headers[ATTEMPT_HEADER] = 1
-    return OutgoingMessage(
-        body=delivery.body,
-        headers=headers,
-        message_id=delivery.message_id,
-        correlation_id=delivery.correlation_id,
-        reply_to=delivery.reply_to,
-        content_type=delivery.content_type,
-    )
+    return _copy_of(delivery, headers)
 
 
 def reply_message(delivery: Delivery, outcome: Completed) -> OutgoingMessage:

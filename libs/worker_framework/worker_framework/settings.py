@@ -17,6 +17,8 @@ from worker_framework.errors import SettingsError
 
 #: Below RabbitMQ's default ``consumer_timeout`` (30 min): a delivery held longer than that gets
 #: its channel closed by the broker, so the framework gives up on a task (and retries it) first.
+#: Counted from delivery, as the broker counts: a running task is abandoned at the limit, and a
+#: prefetched delivery still waiting for a thread at half the limit is requeued unstarted.
 DEFAULT_TASK_TIMEOUT_S = 25 * 60
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
@@ -49,14 +51,18 @@ class WorkerSettings(BaseSettings):
     @field_validator("amqp_url")
     @classmethod
     def _check_amqp_urls(cls, value: str) -> str:
-        # The message must not echo the value: it may hold a password.
-        urls = [part.strip() for part in value.split(",") if part.strip()]
-        if not urls:
-            raise ValueError("expected one or more comma-separated amqp:// or amqps:// URLs")
-        for url in urls:
-            if not url.startswith(("amqp://", "amqps://")):
-                raise ValueError("every comma-separated URL must start with amqp:// or amqps://")
-        return ",".join(urls)
+        return normalize_amqp_urls(value)
+
+    @field_validator("graphql_url")
+    @classmethod
+    def _check_graphql_url(cls, value: str | None) -> str | None:
+        # Blank means unset (e.g. ``GRAPHQL_URL=`` in a compose file). Never echo the value.
+        if value is None or not value.strip():
+            return None
+        url = value.strip()
+        if not url.lower().startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url
 
     @field_validator("worker_queue")
     @classmethod
@@ -76,6 +82,20 @@ class WorkerSettings(BaseSettings):
     def amqp_urls(self) -> list[str]:
         """The broker nodes to try, in order."""
         return self.amqp_url.split(",")
+
+
+def normalize_amqp_urls(value: str) -> str:
+    """``AMQP_URL`` as one or more comma-separated amqp(s):// URLs, blanks removed.
+
+    Raises ValueError otherwise; the message never echoes the value (it may hold a password).
+    Shared by every service that reads ``AMQP_URL``.
+    """
+    urls = [part.strip() for part in value.split(",") if part.strip()]
+    if not urls:
+        raise ValueError("expected one or more comma-separated amqp:// or amqps:// URLs")
+    if not all(url.startswith(("amqp://", "amqps://")) for url in urls):
+        raise ValueError("every comma-separated URL must start with amqp:// or amqps://")
+    return ",".join(urls)
 
 
 def load_settings(model: type[SettingsT], **overrides: object) -> SettingsT:

@@ -1,8 +1,9 @@
 """Turns one message body into an outcome: decode, validate, execute, classify the failure.
 
 Knows nothing about RabbitMQ: the consumer feeds it deliveries from worker threads, and
-``run-task`` feeds it a file. Undecodable JSON and bodies that fail ``TaskT`` validation are
-permanent failures; any other exception is transient unless ``is_permanent_error`` says so.
+``run-task`` feeds it a file. Undecodable JSON (nested too deeply included) and bodies that fail
+``TaskT`` validation are permanent failures; any other exception is transient unless
+``is_permanent_error`` says so.
 """
 
 from __future__ import annotations
@@ -20,16 +21,25 @@ from worker_framework.progress import ProgressReporter, ProgressUpdate, TaskStat
 from worker_framework.retry_policy import RetryPolicy
 from worker_framework.worker import BaseWorker, TaskContext
 
+#: The task id shown for a message that names no task (neither a body ``id`` nor a message id).
 UNKNOWN_TASK_ID = "unknown"
+#: What ``json.loads`` raises on bad input: ValueError for malformed text, RecursionError for
+#: a body nested deeper than the interpreter's recursion limit (e.g. ``[[[[...``).
+JSON_ERRORS = (ValueError, RecursionError)
 
 
 @dataclass(frozen=True)
 class TaskRun:
-    """The outcome of one attempt at one task."""
+    """The outcome of one attempt at one task.
+
+    ``identified`` is False when the message names no task (``task_id`` is then
+    :data:`UNKNOWN_TASK_ID`): no progress is reported for it, the dead letter holds the reason.
+    """
 
     task_id: str
     attempt: int
     outcome: Outcome
+    identified: bool = True
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -43,21 +53,31 @@ def describe_validation_error(error: ValidationError) -> str:
 
 def task_id_from(body: bytes, fallback: str | None) -> str:
     """The body's ``id`` if it is readable, else the message id, else ``unknown``."""
+    return _task_id_of(_decoded_or_none(body), fallback) or UNKNOWN_TASK_ID
+
+
+def run_for(body: bytes, outcome: Outcome, *, attempt: int, message_id: str | None) -> TaskRun:
+    """A run whose ``outcome`` was decided outside :meth:`TaskRunner.run` (a time limit, an
+    unexpected error), named after the body's ``id`` or the message id when there is one."""
+    task_id = _task_id_of(_decoded_or_none(body), message_id)
+    return TaskRun(task_id or UNKNOWN_TASK_ID, attempt, outcome, identified=task_id is not None)
+
+
+def _decoded_or_none(body: bytes) -> Any:
     try:
-        data = json.loads(body)
-    except ValueError:
-        data = None
-    return _task_id_of(data, fallback)
+        return json.loads(body)
+    except JSON_ERRORS:
+        return None
 
 
-def _task_id_of(data: Any, fallback: str | None) -> str:
+def _task_id_of(data: Any, fallback: str | None) -> str | None:
     if isinstance(data, dict):
         task_id = data.get("id")
         if isinstance(task_id, str):
             return task_id
         if isinstance(task_id, int):
             return str(task_id)
-    return fallback or UNKNOWN_TASK_ID
+    return fallback or None
 
 
 class TaskRunner:
@@ -84,38 +104,44 @@ class TaskRunner:
         """Decode and execute one task; never raises."""
         try:
             data = json.loads(body)
+        except RecursionError:
+            return _undecodable(
+                message_id, attempt, "body is not valid JSON: nested too deeply to decode"
+            )
         except ValueError as error:
-            task_id = message_id or UNKNOWN_TASK_ID
-            return TaskRun(
-                task_id, attempt, DeadLettered("InvalidJSON", f"body is not valid JSON: {error}")
-            )
-        task_id = _task_id_of(data, message_id)
+            return _undecodable(message_id, attempt, f"body is not valid JSON: {error}")
+        named = _task_id_of(data, message_id)
+        task_id = named or UNKNOWN_TASK_ID
+        identified = named is not None
         if not isinstance(data, dict):
-            return TaskRun(
-                task_id, attempt, DeadLettered("ValidationError", "body must be a JSON object")
-            )
+            outcome: Outcome = DeadLettered("ValidationError", "body must be a JSON object")
+            return TaskRun(task_id, attempt, outcome, identified)
         try:
             task = self._task_model.model_validate(data)
         except ValidationError as error:
-            return TaskRun(
-                task_id, attempt, DeadLettered("ValidationError", describe_validation_error(error))
-            )
-        return TaskRun(task_id, attempt, self._execute(task, task_id, attempt, redelivered))
+            outcome = DeadLettered("ValidationError", describe_validation_error(error))
+            return TaskRun(task_id, attempt, outcome, identified)
+        outcome = self._execute(task, task_id, attempt, redelivered, identified)
+        return TaskRun(task_id, attempt, outcome, identified)
 
-    def _execute(self, task: BaseModel, task_id: str, attempt: int, redelivered: bool) -> Outcome:
+    def _execute(
+        self, task: BaseModel, task_id: str, attempt: int, redelivered: bool, identified: bool
+    ) -> Outcome:
+        # A task nobody can name gets no progress updates: they would create a phantom task.
+        reporter = self.reporter if identified else _SILENT
         ctx = TaskContext(
             task_id=task_id,
             attempt=attempt,
             redelivered=redelivered,
             queue=self.queue,
             worker_type=self.worker_type,
-            reporter=self.reporter,
+            reporter=reporter,
         )
         try:
             step = self.worker.initial_step(task)
         except Exception:  # noqa: BLE001 - a broken hook must not lose the task
             step = "started"
-        self.reporter.report(
+        reporter.report(
             ProgressUpdate(
                 task_id,
                 self.worker_type,
@@ -168,8 +194,11 @@ class TaskRunner:
         due = datetime.now(UTC) + timedelta(milliseconds=delay)
         return RetryScheduled(error_type, message, attempt + 1, base, delay, due)
 
-    def final_update(self, run: TaskRun) -> ProgressUpdate:
-        """The status update to report once ``run``'s outcome is settled."""
+    def final_update(self, run: TaskRun) -> ProgressUpdate | None:
+        """The status update to report once ``run``'s outcome is settled (None: report nothing,
+        the message names no task)."""
+        if not run.identified:
+            return None
         outcome = run.outcome
         common: dict[str, Any] = {
             "task_id": run.task_id,
@@ -192,3 +221,21 @@ class TaskRunner:
             error_message=f"{outcome.error_type}: {outcome.error_message}",
             **common,
         )
+
+
+class _SilentReporter(ProgressReporter):
+    """Drops every update: for tasks that cannot be named."""
+
+    def report(self, update: ProgressUpdate) -> None:
+        """Nothing to do."""
+
+    def close(self, timeout_s: float) -> None:
+        """Nothing to flush."""
+
+
+_SILENT = _SilentReporter()
+
+
+def _undecodable(message_id: str | None, attempt: int, reason: str) -> TaskRun:
+    outcome = DeadLettered("InvalidJSON", reason)
+    return TaskRun(message_id or UNKNOWN_TASK_ID, attempt, outcome, identified=bool(message_id))

@@ -2,10 +2,11 @@
 
 The thread that owns the RabbitMQ connection must keep servicing it (heartbeats, acks), so
 tasks run here. A job moves PENDING -> RUNNING -> FINISHED under one lock, which lets the
-consumer take back jobs that have not started (to requeue them at shutdown or drop them after
-a reconnect) without racing a thread that is about to start them. A job that overruns its time
-limit is *abandoned*: Python cannot kill a thread, so the thread is left to finish on its own
-(and then exit) and a replacement thread keeps the pool at full strength.
+consumer take back jobs that have not started (to requeue them at shutdown or when they waited
+too long, or drop them after a reconnect) without racing a thread that is about to start them.
+A job that overruns its time limit is *abandoned*: Python cannot kill a thread, so the thread
+is left to finish on its own (and then exit) and a replacement thread keeps the pool at full
+strength.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import enum
 import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,12 +32,12 @@ class JobState(enum.Enum):
 
 @dataclass(eq=False)
 class Job:
-    """One delivery on its way through a worker thread."""
+    """One delivery on its way through a worker thread (``delivered_at``: ``time.monotonic()``)."""
 
     payload: Any
     generation: int
+    delivered_at: float
     state: JobState = JobState.PENDING
-    started_at: float = 0.0
     abandoned: bool = False
     settled: bool = False
 
@@ -49,19 +49,13 @@ class TaskThreads:
     """``size`` daemon threads calling ``run(job)`` for each submitted job, in order."""
 
     def __init__(
-        self,
-        size: int,
-        run: Callable[[Job], None],
-        name: str = "task",
-        log_context: dict[str, Any] | None = None,
+        self, size: int, run: Callable[[Job], None], log_context: dict[str, Any] | None = None
     ) -> None:
         self._log_context = log_context or {}
         self._size = size
         self._run = run
-        self._name = name
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._running: set[Job] = set()
         self._threads: list[threading.Thread] = []
         self._counter = 0
 
@@ -72,9 +66,7 @@ class TaskThreads:
 
     def _spawn(self) -> None:
         self._counter += 1
-        thread = threading.Thread(
-            target=self._loop, name=f"{self._name}-{self._counter}", daemon=True
-        )
+        thread = threading.Thread(target=self._loop, name=f"task-{self._counter}", daemon=True)
         self._threads.append(thread)
         thread.start()
 
@@ -90,18 +82,12 @@ class TaskThreads:
                 return True
             return False
 
-    def running(self) -> list[Job]:
-        """Jobs currently executing (abandoned ones excluded)."""
-        with self._lock:
-            return [job for job in self._running if not job.abandoned]
-
     def abandon(self, job: Job) -> bool:
         """Give up on a running job and replace its thread; False if it already finished."""
         with self._lock:
             if job.state is not JobState.RUNNING or job.abandoned:
                 return False
             job.abandoned = True
-            self._running.discard(job)
             self._spawn()
             return True
 
@@ -124,14 +110,11 @@ class TaskThreads:
                 if job.state is not JobState.PENDING:
                     continue
                 job.state = JobState.RUNNING
-                job.started_at = time.monotonic()
-                self._running.add(job)
             try:
                 self._run(job)
             except Exception:  # noqa: BLE001 - a dead thread would shrink the pool
                 logger.exception("unexpected error in task thread")
             with self._lock:
                 job.state = JobState.FINISHED
-                self._running.discard(job)
                 if job.abandoned:
                     return  # a replacement thread took this one's place

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from pydantic import SecretStr
 from shared_utils.child_process import inherited_pythonpath
 
-from worker_framework.broker import BrokerConnection, OutgoingMessage, QueueSpec
+from worker_framework.broker import BrokerConnection, Delivery, OutgoingMessage, QueueSpec
 from worker_framework.consumer import Consumer, worker_topology
 from worker_framework.outcomes import ATTEMPT_HEADER
 from worker_framework.progress import LogReporter, ProgressReporter, ProgressUpdate
@@ -90,6 +90,17 @@ class ReceivedMessage:
     message_id: str | None
     correlation_id: str | None
     redelivered: bool
+
+    @classmethod
+    def of(cls, delivery: Delivery) -> ReceivedMessage:
+        """The test's view of ``delivery``."""
+        return cls(
+            delivery.body,
+            dict(delivery.headers),
+            delivery.message_id,
+            delivery.correlation_id,
+            delivery.redelivered,
+        )
 
     def json(self) -> Any:
         """The body decoded as JSON."""
@@ -146,6 +157,10 @@ class QueueClient:
         self._connection.publish(queue, message)
         return task_id
 
+    def publish(self, queue: str, message: OutgoingMessage) -> None:
+        """Publish ``message`` exactly as given (e.g. without a message id), with confirms."""
+        self._connection.publish(queue, message)
+
     def declare_reply_queue(self, name: str | None = None) -> str:
         """Declare a queue for ``reply_to`` results; delete it with :meth:`delete_queue`."""
         queue = name or unique_queue_name("replies")
@@ -167,13 +182,7 @@ class QueueClient:
             return None
         self._connection.ack(delivery)
         self._connection.process_events(0)  # send the ack now: tests look from other connections
-        return ReceivedMessage(
-            delivery.body,
-            dict(delivery.headers),
-            delivery.message_id,
-            delivery.correlation_id,
-            delivery.redelivered,
-        )
+        return ReceivedMessage.of(delivery)
 
     def peek(self, queue: str, limit: int = 1000) -> list[ReceivedMessage]:
         """Read up to ``limit`` messages of ``queue`` and leave them there."""
@@ -182,15 +191,7 @@ class QueueClient:
             delivery = self._connection.get(queue)
             if delivery is None:
                 break
-            found.append(
-                ReceivedMessage(
-                    delivery.body,
-                    dict(delivery.headers),
-                    delivery.message_id,
-                    delivery.correlation_id,
-                    delivery.redelivered,
-                )
-            )
+            found.append(ReceivedMessage.of(delivery))
         self._connection.release_unacked()
         return found
 

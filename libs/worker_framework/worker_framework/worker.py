@@ -20,7 +20,7 @@ message body into ``TaskT`` and serialises the returned ``ResultT`` as the resul
 from __future__ import annotations
 
 import typing
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from loguru import logger
 from pydantic import BaseModel
@@ -159,6 +159,3 @@ def _generic_arguments(cls: type) -> tuple[type[BaseModel], type[BaseModel]]:
     raise TypeError(
         f"{cls.__name__} must subclass BaseWorker[TaskModel, ResultModel] with pydantic models"
     )
-
-
-AnyWorker = BaseWorker[Any, Any]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from worker_framework.settings import normalize_amqp_urls
 
 #: Big enough for a task payload or a result of a few hundred kilobytes, small enough that a
 #: misbehaving client cannot make the server buffer arbitrary amounts of memory.
@@ -36,14 +37,8 @@ class TaskApiSettings(BaseSettings):
     @field_validator("amqp_url")
     @classmethod
     def _amqp_urls_only(cls, value: SecretStr) -> SecretStr:
-        # The same rule as the workers' AMQP_URL (worker_framework.settings); the message must
-        # not echo the value: it may hold a password.
-        urls = [part.strip() for part in value.get_secret_value().split(",") if part.strip()]
-        if not urls:
-            raise ValueError("expected one or more comma-separated amqp:// or amqps:// URLs")
-        if not all(url.startswith(("amqp://", "amqps://")) for url in urls):
-            raise ValueError("every comma-separated URL must start with amqp:// or amqps://")
-        return SecretStr(",".join(urls))
+        # The workers' rule for the same variable.
+        return SecretStr(normalize_amqp_urls(value.get_secret_value()))
 
     @field_validator("database_url")
     @classmethod
