@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from worker_framework import WorkerError
@@ -122,12 +123,4 @@ class OfficeDirectoryScraper:
         except NotFoundError as error:
             raise WorkerError(f"office page vanished while scraping ({error})") from error
         detail = parse_detail(page.text, page.url)
-        return Office(
-            name=detail.name,
-            address=detail.address,
-            locality=detail.locality,
-            province=detail.province,
-            opening_hours=detail.opening_hours,
-            services=detail.services,
-            source_url=page.url,
-        )
+        return Office(**asdict(detail), source_url=page.url)
