@@ -1,17 +1,21 @@
 """How much does reporting progress to task-api over GraphQL slow a worker down?
 
-Runs a real task-api and a framework worker (in this process, on the real broker) twice over
-the same workload: ``--messages`` tasks, each reporting ``--steps`` progress steps. Once with
-the LogReporter (progress only in the log), once with the GraphQLReporter at its defaults (what
-``GRAPHQL_URL`` selects). Throughput is measured from the worker's start until every task has
-reported its final status; the stricter "delivered" figure also waits until the reporter has
-delivered everything to task-api. The last line printed is one JSON object:
+Runs a real task-api and a framework worker (in this process, on the real broker) over the same
+workload: ``--messages`` tasks, each reporting ``--steps`` progress steps. Once with the
+LogReporter writing every update to the log (progress only in the log), once with the
+GraphQLReporter at its defaults (what ``GRAPHQL_URL`` selects), and once with the LogReporter as
+a worker runs it by default at INFO, which keeps a healthy task's updates out of the log (the
+``silent`` baseline: the worker with next to no reporting at all). Throughput is measured from
+the worker's start until every task has reported its final status; the stricter "delivered"
+figure also waits until the reporter has delivered everything to task-api. The last line
+printed is one JSON object:
 
     {"log_reporter_msgs_per_s": ..., "graphql_reporter_msgs_per_s": ..., "overhead": ...,
-     "all_final_statuses_in_task_api": true, ...}
+     "overhead_vs_silent": ..., "all_final_statuses_in_task_api": true, ...}
 
-``overhead`` = 1 - graphql / log. Run: ``./pants run bench/progress_overhead.py -- --messages 2000``
-(RabbitMQ at AMQP_URL, default amqp://guest:guest@127.0.0.1:5672/%2F).
+``overhead`` = 1 - graphql / log; ``overhead_vs_silent`` = 1 - graphql / silent.
+Run: ``./pants run bench/progress_overhead.py -- --messages 2000`` (RabbitMQ at AMQP_URL,
+default amqp://guest:guest@127.0.0.1:5672/%2F).
 """
 
 from __future__ import annotations
@@ -177,23 +181,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     log_rates: list[float] = []
+    silent_rates: list[float] = []
     graphql_rates: list[float] = []
     delivered_rates: list[float] = []
     present_all = True
     present_min = args.messages
     with tempfile.TemporaryDirectory(prefix="bench-progress-") as tmp:
-        # Both runs log the same way, to a file: the terminal would otherwise be the bottleneck.
+        # Every run logs the same way, to a file: the terminal would otherwise be the bottleneck.
         logger.remove()
         logger.add(Path(tmp) / "worker.log", level="INFO")
         with TaskApiServer(extra_env={"AMQP_URL": amqp_url()}) as api:
             for round_number in range(args.rounds):
-                order = ["log", "graphql"] if round_number % 2 == 0 else ["graphql", "log"]
+                order = ["log", "graphql", "silent"]
+                if round_number % 2:
+                    order.reverse()
                 for kind in order:
-                    if kind == "log":
-                        rate, _ = run_once(LogReporter(), args.messages, args.steps, args.prefetch)
-                        log_rates.append(rate)
+                    if kind in ("log", "silent"):
+                        # "log" writes every update at INFO; "silent" is the default reporter.
+                        level = "INFO" if kind == "log" else "DEBUG"
+                        rate, _ = run_once(
+                            LogReporter(routine_level=level),
+                            args.messages,
+                            args.steps,
+                            args.prefetch,
+                        )
+                        (log_rates if kind == "log" else silent_rates).append(rate)
                         print(
-                            f"round {round_number + 1} log reporter:     {rate:8.1f} tasks/s",
+                            f"round {round_number + 1} {kind} log reporter: {rate:8.1f} tasks/s",
                             file=sys.stderr,
                         )
                         continue
@@ -214,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         file=sys.stderr,
                     )
 
-    log_rate, graphql_rate = max(log_rates), max(graphql_rates)
+    log_rate, silent_rate, graphql_rate = max(log_rates), max(silent_rates), max(graphql_rates)
     summary = {
         "messages": args.messages,
         "steps_per_task": args.steps,
@@ -224,6 +238,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "log_reporter_msgs_per_s": round(log_rate, 1),
         "graphql_reporter_msgs_per_s": round(graphql_rate, 1),
         "overhead": round(1 - graphql_rate / log_rate, 4),
+        "silent_log_reporter_msgs_per_s": round(silent_rate, 1),
+        "overhead_vs_silent": round(1 - graphql_rate / silent_rate, 4),
         "graphql_delivered_msgs_per_s": round(max(delivered_rates), 1),
         "delivered_overhead": round(1 - max(delivered_rates) / log_rate, 4),
         "final_statuses_in_task_api_min": present_min,
