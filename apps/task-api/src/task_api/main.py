@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -71,6 +72,10 @@ def cli() -> None:
         GRAPHQL_PATH,
         redact_url(settings.database_url),
     )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again under the
+    # handler found at start: this one turns that into exit status 0, as for the workers.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_cleanly)
     try:
         uvicorn.run(
             app,
@@ -84,6 +89,10 @@ def cli() -> None:
     finally:
         publisher.close()
         store.close()
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    sys.exit(0)
 
 
 def main() -> None:
