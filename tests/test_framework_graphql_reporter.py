@@ -114,6 +114,20 @@ def test_progress_reported_within_the_linger_arrives_folded_into_the_final_statu
     assert history == [("COMPLETED", 100, "s90")]
 
 
+def test_a_step_too_long_for_the_api_is_shortened_and_the_final_status_still_arrives(api):
+    task_id = new_id()
+    reporter = GraphQLReporter(api.url, None, linger_s=NEVER_S)
+
+    reporter.report(update(task_id, TaskStatus.PROCESSING, attempt=1, current_step="x" * 5000))
+    reporter.report(update(task_id, TaskStatus.COMPLETED, attempt=1, progress=100))
+    reporter.close(FLUSH_S)
+
+    task = fetch_task(api.url, task_id)
+    assert task is not None
+    assert task["status"] == "COMPLETED"
+    assert task["currentStep"] == "x" * 1000
+
+
 def test_a_full_batch_is_sent_without_waiting_for_the_linger_to_end(api):
     ids = [new_id() for _ in range(4)]
     reporter = GraphQLReporter(api.url, None, max_batch=4, linger_s=NEVER_S)

@@ -65,6 +65,7 @@ def test_several_comma_separated_broker_urls_are_accepted(monkeypatch):
         ("AMQP_URL", "redis://user:topsecret@host"),
         ("GRAPHQL_URL", "ftp://user:topsecret@host/graphql"),
         ("GRAPHQL_URL", "task-api:4000/graphql?token=topsecret"),
+        ("GRAPHQL_URL", "http://user:topsecret@task-api:port/graphql"),
     ],
 )
 def test_invalid_value_raises_settings_error_naming_the_variable_without_its_value(

@@ -37,12 +37,12 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import backoff
 import requests
 from loguru import logger
 from pydantic import SecretStr
+from shared_utils.redaction import redact_url
 
 from worker_framework.logging import register_secret
 from worker_framework.progress import ProgressReporter, ProgressUpdate, TaskStatus
@@ -70,6 +70,8 @@ MAX_RETRY_WAIT_S = 2.0
 GRAPHQL_ERROR_RETRY_S = 30.0
 #: The API keeps at most this many characters of an error message.
 MAX_ERROR_MESSAGE_CHARS = 16_000
+#: The API refuses a longer step, and with it the whole update (a status change included).
+MAX_STEP_CHARS = 1_000
 #: Overflow warnings are repeated at most this often while the queue stays full.
 OVERFLOW_LOG_INTERVAL_S = 10.0
 
@@ -118,7 +120,7 @@ class _Slot:
             if "progress" not in values and self.absorbed.progress is not None:
                 values["progress"] = min(100, max(0, self.absorbed.progress))
             if "currentStep" not in values and self.absorbed.current_step is not None:
-                values["currentStep"] = self.absorbed.current_step
+                values["currentStep"] = self.absorbed.current_step[:MAX_STEP_CHARS]
         return _Outgoing(self.update, values)
 
 
@@ -150,13 +152,6 @@ class _Queue:
             del self.latest_progress[slot.update.task_id]
 
 
-def _redacted_url(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
-
-
 def to_input(update: ProgressUpdate) -> dict[str, Any]:
     """The ``TaskProgressInput`` variables for one update (unset fields left out)."""
     values: dict[str, Any] = {
@@ -167,7 +162,7 @@ def to_input(update: ProgressUpdate) -> dict[str, Any]:
     if update.progress is not None:
         values["progress"] = min(100, max(0, update.progress))
     if update.current_step is not None:
-        values["currentStep"] = update.current_step
+        values["currentStep"] = update.current_step[:MAX_STEP_CHARS]
     if update.attempt is not None:
         values["attempt"] = update.attempt
     if update.error_message is not None:
@@ -222,7 +217,8 @@ class GraphQLReporter(ProgressReporter):
         if linger_s < 0:
             raise ValueError("linger_s must not be negative")
         self._url = url
-        self._safe_url = _redacted_url(url)
+        # The query string may carry a token too: left out of the logs with the password.
+        self._safe_url = redact_url(url).split("?", 1)[0]
         self._max_pending = max_pending
         self._max_batch = max_batch
         self._linger_s = linger_s
@@ -248,6 +244,8 @@ class GraphQLReporter(ProgressReporter):
         self._deadline: float | None = None
         self._in_flight = 0
         self._counters = _Counters()
+        #: When the API (up, answering) first refused the batch being sent; sender thread only.
+        self._refused_since: float | None = None
         self._last_overflow_log = 0.0
         self._send_batch = backoff.on_exception(
             backoff.expo,
@@ -405,6 +403,7 @@ class GraphQLReporter(ProgressReporter):
             if not batch:
                 self._session.close()
                 return
+            self._refused_since = None
             try:
                 self._deliver(batch)
             except Exception:  # noqa: BLE001 - the sender must outlive any surprise
@@ -483,15 +482,18 @@ class GraphQLReporter(ProgressReporter):
                 timeout=self._timeout,
             )
         except requests.RequestException as error:
+            self._refused_since = None
             raise _DeliveryError(type(error).__name__, refused=False, started=started) from None
         if response.status_code == 413:
             raise _TooLarge
         if response.status_code != 200:
             # 401/403 (a wrong token) and 5xx may be fixed by whoever runs the API: retry.
+            self._refused_since = None
             raise _DeliveryError(f"HTTP {response.status_code}", refused=False, started=started)
         try:
             body = response.json()
         except ValueError:
+            self._refused_since = None
             raise _DeliveryError("response is not JSON", refused=False, started=started) from None
         retry, rejected = self._classify(pending, body)
         accepted = len(pending) - len(retry) - len(rejected)
@@ -505,10 +507,16 @@ class GraphQLReporter(ProgressReporter):
                 message,
             )
         pending[:] = retry
-        if retry:
-            raise _DeliveryError(
-                f"GraphQL errors for {len(retry)} update(s)", refused=True, started=started
-            )
+        if not retry:
+            self._refused_since = None
+            return
+        # The refusal allowance counts from the first refusal, not from the first attempt: an
+        # outage before it must not use the time up.
+        if self._refused_since is None:
+            self._refused_since = time.monotonic()
+        raise _DeliveryError(
+            f"GraphQL errors for {len(retry)} update(s)", refused=True, started=self._refused_since
+        )
 
     def _classify(
         self, pending: list[_Outgoing], body: Any

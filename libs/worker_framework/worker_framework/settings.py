@@ -9,6 +9,7 @@ names the variable, which the CLI prints as one line before exiting with status 
 from __future__ import annotations
 
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +63,10 @@ class WorkerSettings(BaseSettings):
         url = value.strip()
         if not url.lower().startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        try:
+            urlsplit(url).port
+        except ValueError:
+            raise ValueError("has an invalid port") from None
         return url
 
     @field_validator("worker_queue")

@@ -42,7 +42,8 @@ def cli() -> None:
     """Serve the task progress GraphQL API (POST /graphql) and the task page (GET /)."""
     settings = load_settings()
     logger.remove()
-    logger.add(sys.stderr, level=settings.log_level.upper())
+    # diagnose off: loguru would print every variable of a traceback, database URL included.
+    logger.add(sys.stderr, level=settings.log_level.upper(), diagnose=False, backtrace=False)
     store = open_store(settings.database_url)
     try:
         store.migrate()

@@ -83,10 +83,10 @@ class SqlTaskStore(TaskStore):
             conn = self._begin(self._dialect.begin_write if write else "BEGIN")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
                 self._rollback(conn)
                 raise
-            conn.execute("COMMIT")
 
     def _begin(self, statement: str) -> Connection:
         if self._conn is None or self._dialect.is_broken(self._conn):
