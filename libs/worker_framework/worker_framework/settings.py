@@ -64,7 +64,7 @@ class WorkerSettings(BaseSettings):
         if not url.lower().startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         try:
-            urlsplit(url).port
+            urlsplit(url).port  # noqa: B018 - reading the port is what validates it
         except ValueError:
             raise ValueError("has an invalid port") from None
         return url
