@@ -45,6 +45,8 @@ class TaskState:
     result: Any = None
     payload: Any = None
     seq: int = 0
+    #: False while a submitted task waits in the outbox for RabbitMQ's confirm.
+    published: bool = True
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ GraphQL reporter tests, the end-to-end tests and the progress benchmark.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -39,6 +40,7 @@ def free_port() -> int:
 class TaskApiServer:
     """A task-api process for tests: ``with TaskApiServer(database_url=...) as api: api.url``.
 
+    ``tokens`` is a list (every token has every scope) or a mapping of token -> scopes.
     ``port`` may be given to restart a server on the same address (``stop()`` then
     ``start()``); the log of the process is kept in ``log_path`` for assertions and for
     diagnosing a failed start.
@@ -48,7 +50,7 @@ class TaskApiServer:
         self,
         *,
         database_url: str | None = None,
-        tokens: list[str] | None = None,
+        tokens: list[str] | Mapping[str, list[str]] | None = None,
         port: int | None = None,
         extra_env: Mapping[str, str] | None = None,
         workdir: Path | None = None,
@@ -82,8 +84,11 @@ class TaskApiServer:
             TASK_API_DATABASE_URL=self.database_url,
             TASK_API_LOG_LEVEL="INFO",
         )
-        env.pop("TASK_API_TOKENS", None)
-        if self.tokens:
+        for variable in ("TASK_API_TOKENS", "TASK_API_TOKENS_FILE", "TASK_API_ALLOW_ANONYMOUS"):
+            env.pop(variable, None)
+        if isinstance(self.tokens, Mapping):
+            env["TASK_API_TOKENS"] = json.dumps(dict(self.tokens))
+        elif self.tokens:
             env["TASK_API_TOKENS"] = ",".join(self.tokens)
         env.update(self.extra_env)
         return env
@@ -111,6 +116,18 @@ class TaskApiServer:
         self.stop()
         raise RuntimeError(f"task-api did not answer within {STARTUP_TIMEOUT_S}s:\n{self.log()}")
 
+    @property
+    def pid(self) -> int | None:
+        """The process id while it runs."""
+        return None if self._process is None else self._process.pid
+
+    def wait_for_exit(self, timeout_s: float = 30.0) -> int:
+        """Wait until the process ends by itself (e.g. killed at a fault point); its status."""
+        assert self._process is not None, "not started"
+        code = self._process.wait(timeout=timeout_s)
+        self._process = None
+        return code
+
     def stop(self) -> int | None:
         """Stop the process (SIGTERM, then SIGKILL after 10 s); its exit code, if it ran."""
         process, self._process = self._process, None
@@ -133,7 +150,7 @@ class TaskApiServer:
         self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
     ) -> dict[str, Any]:
         """POST one GraphQL request (with the first configured token unless given)."""
-        default_token = self.tokens[0] if self.tokens else None
+        default_token = next(iter(self.tokens), None)
         return graphql(self.url, query, variables, token=token or default_token)
 
     def __enter__(self) -> TaskApiServer:
