@@ -96,6 +96,8 @@ def configure_logging(settings: TaskApiSettings, tokens: TokenTable | None) -> N
         backtrace=False,
     )
     logging.basicConfig(handlers=[_ToLoguru()], level=logging.INFO, force=True)
+    # pika logs every connection hiccup with a traceback; the publisher's lines say what matters.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 
 def _warn_about_access(tokens: TokenTable | None) -> None:
