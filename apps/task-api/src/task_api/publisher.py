@@ -1,8 +1,8 @@
 """Publishing submitted tasks to RabbitMQ, through the framework's broker adapter.
 
-task-api does not use pika itself (RELIABILITY.md #12): :mod:`worker_framework.broker` owns
-the connection to the nodes of ``AMQP_URL``, publisher confirms, ``mandatory`` and the
-translation of the client's errors. This module only turns the adapter's errors into
+task-api does not use pika itself: :mod:`worker_framework.broker`, the one adapter of the
+client library, owns the connection to the nodes of ``AMQP_URL``, publisher confirms,
+``mandatory`` and the translation of the client's errors. This module only turns the adapter's errors into
 messages a person submitting a task can act on.
 """
 
@@ -31,7 +31,7 @@ class PublishRefused(PublishError):
 
 
 class TaskPublisher:
-    """Publishes task messages the way the framework expects them (DESIGN.md, "Messages").
+    """Publishes task messages the way the framework's consumers expect them.
 
     Persistent delivery, ``message_id`` = task id, ``content_type`` ``application/json``,
     header ``x-attempt`` = 1, ``mandatory`` so that a missing queue is an error rather than

@@ -8,7 +8,7 @@ from typing import Any
 
 from worker_framework.progress import TaskStatus
 
-#: Lifecycle of a task, as in DESIGN.md: the framework's enum, the contract workers report in.
+#: Lifecycle of a task: the framework's enum, the contract workers report in.
 Status = TaskStatus
 
 

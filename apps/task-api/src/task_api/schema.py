@@ -184,7 +184,7 @@ class TaskConnection:
     page_info: PageInfo
 
 
-@strawberry.input(description="A progress report from a worker (DESIGN.md).")
+@strawberry.input(description="A progress report from a worker.")
 class TaskProgressInput:
     task_id: strawberry.ID
     worker_type: str
