@@ -2,8 +2,8 @@
 
 task-api does not use pika itself: :mod:`worker_framework.broker`, the one adapter of the
 client library, owns the connection to the nodes of ``AMQP_URL``, publisher confirms,
-``mandatory`` and the translation of the client's errors. This module only turns the adapter's errors into
-messages a person submitting a task can act on.
+``mandatory`` and the translation of the client's errors. This module only turns the
+adapter's errors into messages a person submitting a task can act on.
 """
 
 from __future__ import annotations
