@@ -213,8 +213,8 @@ class TaskApiApp:
                 break
         return b"".join(chunks)
 
-    def _decode(self, scope: Scope, body: bytes) -> tuple[str, dict[str, Any] | None, Any]:
-        """The query, variables and operation name of a request; :class:`BadRequest` if not."""
+    @staticmethod
+    def _require_json(scope: Scope) -> None:
         content_type = dict(scope["headers"]).get(b"content-type", b"")
         media_type = content_type.split(b";", 1)[0].strip().lower()
         if media_type != b"application/json":
@@ -223,6 +223,9 @@ class TaskApiApp:
             raise BadRequest(
                 415, "send GraphQL requests as Content-Type: application/json", "UNSUPPORTED_MEDIA"
             )
+
+    def _decode(self, body: bytes) -> tuple[str, dict[str, Any] | None, Any]:
+        """The query, variables and operation name of a request; :class:`BadRequest` if not."""
         try:
             request = json.loads(body)
         except RecursionError:
@@ -253,8 +256,9 @@ class TaskApiApp:
 
     async def _graphql(self, scope: Scope, receive: Receive, send: Send, grants: Grants) -> None:
         try:
+            self._require_json(scope)
             body = await self._read_body(scope, receive)
-            query, variables, operation_name = self._decode(scope, body)
+            query, variables, operation_name = self._decode(body)
         except BadRequest as error:
             await _send_error(send, error.status, str(error), error.code)
             return
