@@ -23,6 +23,7 @@ from shared_utils.redaction import url_passwords
 
 if TYPE_CHECKING:
     from loguru import Message, Record
+
     from worker_framework.settings import WorkerSettings
 
 #: ``scheme://user:password@`` -> ``scheme://user:***@``; the character classes stop at quotes
