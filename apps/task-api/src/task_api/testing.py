@@ -58,7 +58,9 @@ class TaskApiServer:
         self._tmp = tempfile.TemporaryDirectory(prefix="task-api-")
         self.workdir = workdir or Path(self._tmp.name)
         self.database_url = database_url or f"sqlite:///{self.workdir / 'tasks.db'}"
-        self.tokens = tokens or []
+        #: The accepted tokens, and (when given as a mapping) the scopes of each.
+        self.tokens: list[str] = list(tokens or [])
+        self.token_scopes = dict(tokens) if isinstance(tokens, Mapping) else None
         self.port = port or free_port()
         self.extra_env = dict(extra_env or {})
         self.log_path = Path(self._tmp.name) / "task-api.log"
@@ -86,8 +88,8 @@ class TaskApiServer:
         )
         for variable in ("TASK_API_TOKENS", "TASK_API_TOKENS_FILE", "TASK_API_ALLOW_ANONYMOUS"):
             env.pop(variable, None)
-        if isinstance(self.tokens, Mapping):
-            env["TASK_API_TOKENS"] = json.dumps(dict(self.tokens))
+        if self.token_scopes is not None:
+            env["TASK_API_TOKENS"] = json.dumps(self.token_scopes)
         elif self.tokens:
             env["TASK_API_TOKENS"] = ",".join(self.tokens)
         env.update(self.extra_env)
@@ -150,7 +152,7 @@ class TaskApiServer:
         self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
     ) -> dict[str, Any]:
         """POST one GraphQL request (with the first configured token unless given)."""
-        default_token = next(iter(self.tokens), None)
+        default_token = self.tokens[0] if self.tokens else None
         return graphql(self.url, query, variables, token=token or default_token)
 
     def __enter__(self) -> TaskApiServer:
