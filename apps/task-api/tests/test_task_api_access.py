@@ -315,3 +315,16 @@ def test_application_json_with_a_charset_is_accepted(api):
 
     assert response.status_code == 200
     assert "errors" not in response.json()
+
+
+def test_a_database_password_that_breaks_url_parsing_never_reaches_the_output():
+    # The unencoded "/" makes the password look like a path to a URL parser; the database is
+    # unreachable, so the process reports the URL and the driver's error, then exits 1.
+    url = f"postgresql://postgres:pa/ss-w0rd@127.0.0.1:{free_port()}/tasks"
+
+    completed = _start_expecting_failure(TASK_API_DATABASE_URL=url)
+
+    output = (completed.stdout + completed.stderr).decode()
+    assert completed.returncode == 1
+    assert "cannot open the database" in output
+    assert "ss-w0rd" not in output
