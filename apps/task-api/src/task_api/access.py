@@ -111,8 +111,10 @@ def parse_tokens(text: str) -> TokenTable:
     table = {}
     for position, (token, scopes) in enumerate(mapping.items(), start=1):
         where = f"token #{position}"
-        if not token.strip() or token != token.strip() or "," in token:
-            raise TokenConfigError(f"{where} is blank, or has spaces at an end or a comma")
+        # The Authorization header's value is read without surrounding spaces: such a token
+        # could never match.
+        if not token.strip() or token != token.strip():
+            raise TokenConfigError(f"{where} is blank or has spaces at an end")
         table[token] = Grants(_checked_scopes(scopes, where))
     return TokenTable(table)
 
