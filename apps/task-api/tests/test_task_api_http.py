@@ -85,9 +85,12 @@ def test_a_body_over_the_limit_is_refused_with_413():
 
 
 def test_a_body_that_is_not_json_is_a_400(api):
-    response = requests.post(api.url, data=b"{nope", timeout=10)
+    response = requests.post(
+        api.url, data=b"{nope", headers={"Content-Type": "application/json"}, timeout=10
+    )
 
     assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
 
 
 def test_get_on_the_graphql_path_says_to_use_post(api):

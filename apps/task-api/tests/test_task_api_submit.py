@@ -140,14 +140,3 @@ def test_submission_uses_the_next_node_of_amqp_url_when_the_first_is_unreachable
     [(properties, raw)] = get_all(rabbit_channel, queue_name)
     assert properties.message_id == task_id
     assert json.loads(raw) == {"n": 1, "id": task_id}
-
-
-def test_with_rabbitmq_unreachable_submission_is_an_error_and_records_nothing(task_id):
-    unreachable = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
-    with TaskApiServer(extra_env={"AMQP_URL": unreachable}) as server:
-        body = submit(server, "any-queue", {"n": 1}, task_id)
-
-        assert body["data"] is None
-        assert "RabbitMQ is unreachable" in body["errors"][0]["message"]
-        assert fetch_task(server.url, task_id) is None
-        assert "guest:guest" not in server.log()

@@ -18,6 +18,8 @@ from datetime import UTC
 from typing import TYPE_CHECKING, Any, TextIO
 
 from loguru import logger
+from pydantic import SecretStr
+from shared_utils.redaction import url_passwords
 
 if TYPE_CHECKING:
     from loguru import Message, Record
@@ -66,6 +68,24 @@ def register_secret(value: str | None) -> None:
     if value and len(value) >= 4:
         with _secrets_lock:
             _secrets = tuple(sorted({*_secrets, value}, key=len, reverse=True))
+
+
+def register_settings_secrets(settings: object) -> None:
+    """Register every secret a settings object holds as an exact string to redact.
+
+    That is each ``SecretStr`` value (``GRAPHQL_TOKEN``, an app's ``SMTP_PASSWORD``) and the
+    password of every URL among its values (``AMQP_URL``, a database URL), however oddly
+    written. The patterns catch ``user:password@`` in well-formed URLs; the exact values also
+    catch a password printed on its own (a driver's error message, a repr).
+    """
+    for value in vars(settings).values():
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not isinstance(text, str):
+            continue
+        if isinstance(value, SecretStr):
+            register_secret(text)
+        for password in url_passwords(text):
+            register_secret(password)
 
 
 def redact(text: str) -> str:
@@ -147,8 +167,8 @@ def is_enabled(level: str) -> bool:
 
 def configure_logging(settings: WorkerSettings, stream: TextIO | None = None) -> None:
     """Configure loguru once for the process from ``LOG_FORMAT`` and ``LOG_LEVEL``."""
-    if settings.graphql_token is not None:
-        register_secret(settings.graphql_token.get_secret_value())
+    # GRAPHQL_TOKEN, SMTP_PASSWORD (an app's own SecretStr fields) and AMQP_URL's passwords.
+    register_settings_secrets(settings)
     _minimum_level[0] = _LEVEL_NUMBERS[settings.log_level]
     logger.remove()
     # diagnose=False: loguru's variable dump in tracebacks would print secrets verbatim.

@@ -9,17 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any
 
-from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType, parse
+import strawberry
+from graphql import (
+    FieldNode,
+    GraphQLError,
+    GraphQLSyntaxError,
+    OperationDefinitionNode,
+    OperationType,
+)
 from loguru import logger
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
+from task_api.access import EVERYTHING, FORBIDDEN, Grants, TokenTable
+from task_api.document_cache import DocumentCache
 from task_api.page import RECENT_TASKS, render_page
-from task_api.schema import ApiContext, schema
+from task_api.schema import ApiContext
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -30,21 +41,28 @@ GRAPHQL_PATH = "/graphql"
 #: Threads running GraphQL requests; the store serialises its work anyway, so these mostly
 #: wait, and a few slow broker calls leave plenty for everything else.
 GRAPHQL_THREADS = 32
-#: Distinct documents remembered by :func:`reports_progress_only` (workers send a handful).
-_SHAPE_CACHE_SIZE = 256
 
 
-@functools.lru_cache(maxsize=_SHAPE_CACHE_SIZE)
-def reports_progress_only(query: str) -> bool:
+@dataclass(frozen=True)
+class RequestLimits:
+    """What one HTTP request may carry; each has a ``TASK_API_MAX_...`` variable."""
+
+    max_body_bytes: int
+    max_query_bytes: int
+    max_json_depth: int
+
+
+def reports_progress_only(cache: DocumentCache, query: str) -> bool:
     """True when ``query`` is a mutation of ``reportTaskProgress`` fields and nothing else.
 
     Such a request (a worker's batch of reports) runs in one storage transaction: one commit
     for the batch instead of one per report. Anything else (a submission publishing to
     RabbitMQ, fragments, several operations) is left alone; so is a document that does not
-    parse (the schema reports why).
+    parse (the schema reports why). Parsed through the cache the schema uses, so a document
+    is parsed once for both.
     """
     try:
-        document = parse(query, no_location=True)
+        document = cache.parse(query)
     except GraphQLError:
         return False
     if len(document.definitions) != 1:
@@ -60,27 +78,57 @@ def reports_progress_only(query: str) -> bool:
     )
 
 
-class BodyTooLarge(Exception):
-    """The request body is over the configured limit."""
+def json_depth(value: Any) -> int:
+    """How deeply lists and objects nest in a decoded JSON value (iteratively: no recursion)."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            pending.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+class BadRequest(Exception):
+    """The request cannot be handled; carries the HTTP status, a one-line reason and a code."""
+
+    def __init__(self, status: int, message: str, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
 
 
 class TaskApiApp:
     """The task-api ASGI application.
 
-    Routes: ``POST /graphql`` (GraphQL, JSON body), ``GET /`` (the HTML page),
-    ``GET /healthz`` (liveness, no auth, reveals nothing). With ``tokens`` non-empty every
-    other route needs ``Authorization: Bearer <token>``.
+    Routes: ``POST /graphql`` (GraphQL, ``application/json`` body), ``GET /`` (the HTML
+    page, ``read`` scope), ``GET /healthz`` (liveness, no auth, reveals nothing). With
+    ``tokens`` every other route needs ``Authorization: Bearer <token>``, and each operation
+    the scope it needs (see :mod:`task_api.access`); without, anyone may do anything.
     """
 
-    def __init__(self, context: ApiContext, *, tokens: list[str], max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        context: ApiContext,
+        *,
+        schema: strawberry.Schema,
+        documents: DocumentCache,
+        tokens: TokenTable | None,
+        limits: RequestLimits,
+    ) -> None:
         self._context = context
+        self._schema = schema
+        self._documents = documents
         # Its own pool, larger than asyncio's default, so that submissions waiting on a slow
         # broker cannot take every thread and stall progress reports behind them.
         self._executor = ThreadPoolExecutor(
             max_workers=GRAPHQL_THREADS, thread_name_prefix="graphql"
         )
-        self._tokens = [token.encode() for token in tokens]
-        self._max_body_bytes = max_body_bytes
+        self._tokens = tokens
+        self._limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -95,17 +143,22 @@ class TaskApiApp:
         if path not in ("/", GRAPHQL_PATH):
             await _send_json(send, 404, {"errors": [{"message": f"no such path: {path}"}]})
             return
-        if not self._authorized(scope):
-            await _send_json(
+        grants = self._grants(scope)
+        if grants is None:
+            await _send_error(
                 send,
                 401,
-                {"errors": [{"message": "missing or wrong bearer token (Authorization header)"}]},
+                "missing or wrong bearer token (Authorization header)",
+                "UNAUTHENTICATED",
                 extra_headers=[(b"www-authenticate", b"Bearer")],
             )
             return
         if path == "/":
             if method not in ("GET", "HEAD"):
                 await _send_json(send, 405, {"errors": [{"message": "the page is read-only"}]})
+                return
+            if not grants.may_read():
+                await _send_error(send, 403, "the page needs the 'read' scope", FORBIDDEN)
                 return
             await self._page(send)
             return
@@ -117,7 +170,7 @@ class TaskApiApp:
                 extra_headers=[(b"allow", b"POST")],
             )
             return
-        await self._graphql(scope, receive, send)
+        await self._graphql(scope, receive, send, grants)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -129,22 +182,22 @@ class TaskApiApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def _authorized(self, scope: Scope) -> bool:
-        if not self._tokens:
-            return True
+    def _grants(self, scope: Scope) -> Grants | None:
+        """What the request's bearer token allows; None when it must be refused (401)."""
+        if self._tokens is None:
+            return EVERYTHING
         header = dict(scope["headers"]).get(b"authorization", b"")
         scheme, _, token = header.partition(b" ")
         if scheme.lower() != b"bearer":
-            return False
-        presented = token.strip()
-        # Compare against every token so the time taken does not hint at which one matched.
-        matches = [hmac.compare_digest(presented, known) for known in self._tokens]
-        return any(matches)
+            return None
+        return self._tokens.grants_for(token.strip())
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self._limits.max_body_bytes
+        too_large = BadRequest(413, f"request body over {limit} bytes", "BODY_TOO_LARGE")
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
-            raise BodyTooLarge
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise too_large
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -153,75 +206,111 @@ class TaskApiApp:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self._max_body_bytes:
-                raise BodyTooLarge
+            if size > limit:
+                raise too_large
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
 
-    async def _graphql(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            body = await self._read_body(scope, receive)
-        except BodyTooLarge:
-            await _send_json(
-                send,
-                413,
-                {"errors": [{"message": f"request body over {self._max_body_bytes} bytes"}]},
+    @staticmethod
+    def _require_json(scope: Scope) -> None:
+        content_type = dict(scope["headers"]).get(b"content-type", b"")
+        media_type = content_type.split(b";", 1)[0].strip().lower()
+        if media_type != b"application/json":
+            # A browser may POST text/plain or a form across sites without asking first;
+            # application/json needs a CORS preflight, which task-api never grants.
+            raise BadRequest(
+                415, "send GraphQL requests as Content-Type: application/json", "UNSUPPORTED_MEDIA"
             )
-            return
+
+    def _decode(self, body: bytes) -> tuple[str, dict[str, Any] | None, Any]:
+        """The query, variables and operation name of a request; :class:`BadRequest` if not."""
         try:
             request = json.loads(body)
+        except RecursionError:
+            raise BadRequest(400, "request body is JSON nested too deeply", "BAD_REQUEST") from None
         except ValueError:
-            await _send_json(send, 400, {"errors": [{"message": "request body is not JSON"}]})
-            return
-        if not isinstance(request, dict) or not isinstance(request.get("query"), str):
-            await _send_json(
-                send, 400, {"errors": [{"message": "expected a JSON object with a 'query' string"}]}
+            raise BadRequest(400, "request body is not JSON (UTF-8)", "BAD_REQUEST") from None
+        if json_depth(request) > self._limits.max_json_depth:
+            raise BadRequest(
+                400,
+                f"request body is JSON nested deeper than {self._limits.max_json_depth} levels",
+                "BAD_REQUEST",
             )
-            return
+        if not isinstance(request, dict) or not isinstance(request.get("query"), str):
+            raise BadRequest(400, "expected a JSON object with a 'query' string", "BAD_REQUEST")
         variables = request.get("variables")
         if variables is not None and not isinstance(variables, dict):
-            await _send_json(send, 400, {"errors": [{"message": "'variables' must be an object"}]})
+            raise BadRequest(400, "'variables' must be an object", "BAD_REQUEST")
+        operation_name = request.get("operationName")
+        if operation_name is not None and not isinstance(operation_name, str):
+            raise BadRequest(400, "'operationName' must be a string", "BAD_REQUEST")
+        query: str = request["query"]
+        # Refused before parsing: the length alone decides, and parsing is what costs.
+        if len(query.encode("utf-8", "surrogatepass")) > self._limits.max_query_bytes:
+            raise BadRequest(
+                413, f"query over {self._limits.max_query_bytes} bytes", "QUERY_TOO_LARGE"
+            )
+        return query, variables, operation_name
+
+    async def _graphql(self, scope: Scope, receive: Receive, send: Send, grants: Grants) -> None:
+        try:
+            self._require_json(scope)
+            body = await self._read_body(scope, receive)
+            query, variables, operation_name = self._decode(body)
+        except BadRequest as error:
+            await _send_error(send, error.status, str(error), error.code)
             return
         execute = functools.partial(
-            self._execute,
-            request["query"],
-            variables,
-            request.get("operationName"),
+            self._execute, query, variables, operation_name, replace(self._context, grants=grants)
         )
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._executor, execute)
+        except BadRequest as error:
+            await _send_error(send, error.status, str(error), error.code)
+            return
         except Exception:  # noqa: BLE001 - the client is told, and may send it again
             # strawberry turns a resolver's errors into GraphQL errors; what reaches here is a
             # batch of reports whose commit failed (rolled back whole) or a bug.
             logger.exception("GraphQL request failed outside its resolvers")
-            await _send_json(
-                send,
-                503,
-                {"errors": [{"message": "task storage unavailable; send the request again"}]},
+            await _send_error(
+                send, 503, "task storage unavailable; send the request again", "UNAVAILABLE"
             )
             return
         response: dict[str, Any] = {"data": result.data}
         if result.errors:
-            response["errors"] = [error.formatted for error in result.errors]
+            response["errors"] = [_formatted(error) for error in result.errors]
         await _send_json(send, 200, response)
 
     def _execute(
-        self, query: str, variables: dict[str, Any] | None, operation_name: str | None
+        self,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: ApiContext,
     ) -> Any:
         run = functools.partial(
-            schema.execute_sync,
+            self._schema.execute_sync,
             query,
             variable_values=variables,
-            context_value=self._context,
+            context_value=context,
             operation_name=operation_name,
         )
-        if not reports_progress_only(query):
-            return run()
-        # Only the store is waited on inside the batch (no broker call), see write_batch.
-        with self._context.store.write_batch():
-            return run()
+        try:
+            if not reports_progress_only(self._documents, query):
+                return run()
+            # Only the store is waited on inside the batch (no broker call), see write_batch.
+            with context.store.write_batch():
+                return run()
+        except MissingQueryError:
+            raise BadRequest(400, "the query is empty", "BAD_REQUEST") from None
+        except CannotGetOperationTypeError:
+            raise BadRequest(
+                400, "no operation to run: give 'operationName' of one in the query", "BAD_REQUEST"
+            ) from None
+        except InvalidOperationTypeError:
+            raise BadRequest(400, "only queries and mutations are served", "BAD_REQUEST") from None
 
     async def _page(self, send: Send) -> None:
         try:
@@ -238,6 +327,32 @@ class TaskApiApp:
             return
         html = render_page(page.tasks).encode()
         await _send(send, 200, html, b"text/html; charset=utf-8")
+
+
+def _formatted(error: GraphQLError) -> dict[str, Any]:
+    """An error as GraphQL sends it, with a stable ``extensions.code`` when it has none.
+
+    Errors without a path come before execution: the document did not parse (or had too
+    many tokens) or did not validate (unknown field, too deep, too many aliases).
+    """
+    formatted: dict[str, Any] = dict(error.formatted)
+    extensions = dict(formatted.get("extensions") or {})
+    if "code" not in extensions and error.path is None:
+        syntax = isinstance(error, GraphQLSyntaxError)
+        extensions["code"] = "GRAPHQL_PARSE_FAILED" if syntax else "GRAPHQL_VALIDATION_FAILED"
+        formatted["extensions"] = extensions
+    return formatted
+
+
+async def _send_error(
+    send: Send,
+    status: int,
+    message: str,
+    code: str,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    payload = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    await _send_json(send, status, payload, extra_headers)
 
 
 async def _send_json(

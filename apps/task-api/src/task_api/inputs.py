@@ -28,7 +28,7 @@ class _CamelModel(BaseModel):
 
 
 class ProgressInputModel(_CamelModel):
-    """``TaskProgressInput`` as DESIGN.md defines it, with its value rules."""
+    """``TaskProgressInput`` as workers send it, with its value rules."""
 
     task_id: TaskId
     worker_type: str = Field(min_length=1, max_length=200)

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import signal
 import sys
+from typing import NoReturn
 
 import click
 import uvicorn
 from loguru import logger
 from pydantic import ValidationError
 from shared_utils.redaction import redact_url
+from worker_framework.logging import redact, register_secret, register_settings_secrets
 
-from task_api.http_app import GRAPHQL_PATH, TaskApiApp
+from task_api.access import TokenConfigError, TokenTable
+from task_api.http_app import GRAPHQL_PATH, RequestLimits, TaskApiApp
+from task_api.outbox import Outbox, OutboxTiming
 from task_api.publisher import TaskPublisher
-from task_api.schema import ApiContext
+from task_api.schema import ApiContext, QueryLimits, build_schema
 from task_api.settings import TaskApiSettings
 from task_api.storage import open_store
+
+#: Host names that only this machine can reach (besides loopback IP addresses).
+_LOCAL_HOST_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 
 
 def load_settings() -> TaskApiSettings:
@@ -28,29 +37,102 @@ def load_settings() -> TaskApiSettings:
         is_amqp = field in ("amqp_url", "AMQP_URL")
         variable = "AMQP_URL" if is_amqp else f"TASK_API_{field.upper()}"
         # The input value is left out on purpose: it may be a secret (a token, a URL password).
-        click.echo(f"task-api: invalid {variable}: {first['msg']}", err=True)
-        sys.exit(2)
+        _refuse(f"invalid {variable}: {first['msg']}")
+
+
+def load_tokens(settings: TaskApiSettings) -> TokenTable | None:
+    """The token table; a malformed one, or none on a public address, exits 2 with one line."""
+    try:
+        tokens = settings.token_table()
+    except TokenConfigError as error:
+        variable = "TASK_API_TOKENS_FILE" if settings.tokens_file else "TASK_API_TOKENS"
+        _refuse(f"invalid {variable}: {error}")
+    if tokens is None and not is_loopback(settings.host) and not settings.allow_anonymous:
+        _refuse(
+            f"listening on {settings.host} without tokens: set TASK_API_TOKENS (or"
+            " TASK_API_TOKENS_FILE), or TASK_API_ALLOW_ANONYMOUS=true to let anyone in"
+        )
+    return tokens
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    if host.lower() in _LOCAL_HOST_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _refuse(line: str) -> NoReturn:
+    click.echo(f"task-api: {line}", err=True)
+    sys.exit(2)
+
+
+class _ToLoguru(logging.Handler):
+    """Sends standard-library records (uvicorn's) through the same redacting sink."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger.opt(exception=record.exc_info).log(record.levelname, record.getMessage())
+
+
+def _write_redacted(message: object) -> None:
+    # sys.stderr looked up per line: test runners swap it.
+    sys.stderr.write(redact(str(message)))
+
+
+def configure_logging(settings: TaskApiSettings, tokens: TokenTable | None) -> None:
+    """Log through the framework's redaction: URL passwords and tokens never get printed."""
+    register_settings_secrets(settings)
+    for token in tokens.grants_by_token if tokens is not None else ():
+        register_secret(token)
+    logger.remove()
+    # diagnose off: loguru would print every variable of a traceback, database URL included.
+    logger.add(
+        _write_redacted,
+        level=settings.log_level.upper(),
+        diagnose=False,
+        backtrace=False,
+    )
+    logging.basicConfig(handlers=[_ToLoguru()], level=logging.INFO, force=True)
+    # pika logs every connection hiccup with a traceback; the publisher's lines say what matters.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
+
+
+def _warn_about_access(tokens: TokenTable | None) -> None:
+    if tokens is None:
+        logger.warning("TASK_API_TOKENS is not set: the API is open to anyone who can reach it")
+    elif tokens.legacy:
+        logger.warning(
+            "TASK_API_TOKENS is a plain list: every token may report, submit to any queue and"
+            " read payloads; give each token its scopes (a JSON object of token -> scopes)"
+        )
 
 
 @click.command(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Settings come from the environment: TASK_API_HOST, TASK_API_PORT,"
-    " TASK_API_DATABASE_URL, TASK_API_TOKENS, TASK_API_MAX_BODY_BYTES, TASK_API_LOG_LEVEL,"
-    " AMQP_URL.",
+    " TASK_API_DATABASE_URL, TASK_API_TOKENS or TASK_API_TOKENS_FILE,"
+    " TASK_API_ALLOW_ANONYMOUS, TASK_API_MAX_BODY_BYTES, TASK_API_MAX_QUERY_BYTES,"
+    " TASK_API_MAX_DEPTH, TASK_API_MAX_ALIASES, TASK_API_MAX_TOKENS, TASK_API_MAX_JSON_DEPTH,"
+    " TASK_API_DOCUMENT_CACHE_BYTES, TASK_API_OUTBOX_SWEEP_S, TASK_API_OUTBOX_LEASE_S,"
+    " TASK_API_LOG_LEVEL, AMQP_URL.",
 )
 def cli() -> None:
     """Serve the task progress GraphQL API (POST /graphql) and the task page (GET /)."""
     settings = load_settings()
-    logger.remove()
-    # diagnose off: loguru would print every variable of a traceback, database URL included.
-    logger.add(sys.stderr, level=settings.log_level.upper(), diagnose=False, backtrace=False)
+    tokens = load_tokens(settings)
+    configure_logging(settings, tokens)
     store = open_store(settings.database_url)
     try:
         store.migrate()
     except Exception as error:  # noqa: BLE001 - any driver error means the same: cannot start
         click.echo(
-            f"task-api: cannot open the database TASK_API_DATABASE_URL="
-            f"{redact_url(settings.database_url)}: {type(error).__name__}: {error}",
+            redact(
+                f"task-api: cannot open the database TASK_API_DATABASE_URL="
+                f"{redact_url(settings.database_url)}: {type(error).__name__}: {error}"
+            ),
             err=True,
         )
         sys.exit(1)
@@ -58,13 +140,30 @@ def cli() -> None:
         settings.amqp_urls(),
         connection_name=f"task-api@{settings.host}:{settings.port}",
     )
-    tokens = settings.token_list()
-    if not tokens:
-        logger.warning("TASK_API_TOKENS is not set: the API is open to anyone who can reach it")
+    outbox = Outbox(
+        store,
+        publisher,
+        OutboxTiming(lease_s=settings.outbox_lease_s, sweep_s=settings.outbox_sweep_s),
+    )
+    _warn_about_access(tokens)
+    schema, documents = build_schema(
+        QueryLimits(
+            max_depth=settings.max_depth,
+            max_aliases=settings.max_aliases,
+            max_tokens=settings.max_tokens,
+            document_cache_bytes=settings.document_cache_bytes,
+        )
+    )
     app = TaskApiApp(
-        ApiContext(store=store, publisher=publisher),
+        ApiContext(store=store, outbox=outbox),
+        schema=schema,
+        documents=documents,
         tokens=tokens,
-        max_body_bytes=settings.max_body_bytes,
+        limits=RequestLimits(
+            max_body_bytes=settings.max_body_bytes,
+            max_query_bytes=settings.max_query_bytes,
+            max_json_depth=settings.max_json_depth,
+        ),
     )
     logger.info(
         "task-api serving http://{}:{}{} with {} storage",
@@ -77,6 +176,7 @@ def cli() -> None:
     # handler found at start: this one turns that into exit status 0, as for the workers.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
+    outbox.start()
     try:
         uvicorn.run(
             app,
@@ -86,8 +186,11 @@ def cli() -> None:
             # One line per request would dominate the log (and the CPU) under worker load.
             access_log=False,
             h11_max_incomplete_event_size=settings.max_body_bytes,
+            # Logging is configured above: uvicorn's records go through the redacting sink.
+            log_config=None,
         )
     finally:
+        outbox.stop()
         publisher.close()
         store.close()
 

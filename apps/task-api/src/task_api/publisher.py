@@ -1,9 +1,9 @@
 """Publishing submitted tasks to RabbitMQ, through the framework's broker adapter.
 
-task-api does not use pika itself (RELIABILITY.md #12): :mod:`worker_framework.broker` owns
-the connection to the nodes of ``AMQP_URL``, publisher confirms, ``mandatory`` and the
-translation of the client's errors. This module only turns the adapter's errors into
-messages a person submitting a task can act on.
+task-api does not use pika itself: :mod:`worker_framework.broker`, the one adapter of the
+client library, owns the connection to the nodes of ``AMQP_URL``, publisher confirms,
+``mandatory`` and the translation of the client's errors. This module only turns the
+adapter's errors into messages a person submitting a task can act on.
 """
 
 from __future__ import annotations
@@ -18,11 +18,20 @@ from worker_framework.errors import BrokerUnavailable, PublishFailed
 
 
 class PublishError(Exception):
-    """A task could not be handed to RabbitMQ; the message says why and what to do."""
+    """A task may not have reached RabbitMQ (unreachable, connection lost before the confirm).
+
+    The message says why and what to do. The task may still have been queued: a broker that
+    received it and lost the connection before confirming is indistinguishable from one that
+    never got it.
+    """
+
+
+class PublishRefused(PublishError):
+    """RabbitMQ answered that it did not queue the task (no such queue, or a nack)."""
 
 
 class TaskPublisher:
-    """Publishes task messages the way the framework expects them (DESIGN.md, "Messages").
+    """Publishes task messages the way the framework's consumers expect them.
 
     Persistent delivery, ``message_id`` = task id, ``content_type`` ``application/json``,
     header ``x-attempt`` = 1, ``mandatory`` so that a missing queue is an error rather than
@@ -58,7 +67,11 @@ class TaskPublisher:
     def publish(self, queue: str, task_id: str, payload: dict[str, Any]) -> None:
         """Publish ``payload`` to ``queue`` and wait for the broker's confirm.
 
-        Raises :class:`PublishError` when the task was not queued.
+        Raises :class:`PublishRefused` when the broker refused the task, and
+        :class:`PublishError` when it may not have been queued. A connection found dead is
+        replaced once and the publish sent again: when the first one reached the broker before
+        the connection died, the task is queued twice with the same ``message_id`` (workers
+        are idempotent by task id).
         """
         message = OutgoingMessage(
             body=json.dumps(payload).encode(),
@@ -75,14 +88,14 @@ class TaskPublisher:
                     connection.publish(queue, message)
                     return
                 except PublishFailed as error:
-                    raise PublishError(self._refusal(queue)) from error
+                    raise PublishRefused(self._refusal(queue)) from error
                 except BrokerUnavailable as error:
                     self._drop_connection()
                     if attempt == 2:
                         # The adapter's message names the nodes with credentials redacted.
                         logger.warning("publishing to {} failed: {}", queue, error)
                         raise PublishError(
-                            "RabbitMQ is unreachable; the task was not queued, submit again"
+                            "RabbitMQ is unreachable; the task is not queued yet"
                         ) from error
 
     def _refusal(self, queue: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from worker_framework.progress import TaskStatus
 
-#: Lifecycle of a task, as in DESIGN.md: the framework's enum, the contract workers report in.
+#: Lifecycle of a task: the framework's enum, the contract workers report in.
 Status = TaskStatus
 
 
@@ -45,6 +45,8 @@ class TaskState:
     result: Any = None
     payload: Any = None
     seq: int = 0
+    #: False while a submitted task waits in the outbox for RabbitMQ's confirm.
+    published: bool = True
 
 
 @dataclass(frozen=True)

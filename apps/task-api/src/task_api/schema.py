@@ -9,15 +9,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError, GraphQLResolveInfo, GraphQLSchema
+from graphql import ASTValidationRule, GraphQLError, GraphQLResolveInfo, GraphQLSchema
 from loguru import logger
-from strawberry.extensions import ParserCache
+from strawberry.extensions import AddValidationRules
+from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 from strawberry.scalars import JSON
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
 
-from task_api.document_cache import TextKeyedValidationCache
+from task_api.access import EVERYTHING, READ, READ_PAYLOAD, REPORT, SUBMIT, Grants, forbidden
+from task_api.document_cache import CachedDocuments, DocumentCache
 from task_api.inputs import MAX_ID_LENGTH, PageModel, ProgressInputModel, SubmissionModel, validate
-from task_api.publisher import PublishError, TaskPublisher
+from task_api.outbox import Outbox, SubmissionNotQueued
 from task_api.records import HistoryEntry, Status, TaskState
 from task_api.storage import TaskStore
 
@@ -30,14 +33,28 @@ _CURSOR_PREFIX = "task:"
 
 @dataclass(frozen=True)
 class ApiContext:
-    """What every resolver needs, handed to strawberry as the execution context."""
+    """What every resolver needs, handed to strawberry as the execution context.
+
+    ``grants`` are the caller's: the application makes one context per request.
+    """
 
     store: TaskStore
-    publisher: TaskPublisher
+    outbox: Outbox
+    grants: Grants = EVERYTHING
 
 
 def _context(info: Info[ApiContext, None]) -> ApiContext:
     return info.context
+
+
+def _require_payload_scope(info: Info[ApiContext, None]) -> None:
+    if not _context(info).grants.may_read_payloads():
+        raise forbidden(READ_PAYLOAD, f"reading {info.field_name}")
+
+
+def _require_read_scope(info: Info[ApiContext, None]) -> None:
+    if not _context(info).grants.may_read():
+        raise forbidden(READ, info.field_name)
 
 
 def _now() -> datetime:
@@ -72,7 +89,13 @@ class TaskEvent:
     attempt: int | None
     error_message: str | None
     next_retry_at: datetime | None
-    result: JSON | None
+    result_value: strawberry.Private[Any]
+
+    @strawberry.field
+    def result(self, info: Info[ApiContext, None]) -> JSON | None:
+        """The result reported with this update (needs the ``read:payload`` scope)."""
+        _require_payload_scope(info)
+        return self.result_value  # type: ignore[no-any-return]
 
     @classmethod
     def from_entry(cls, entry: HistoryEntry) -> TaskEvent:
@@ -86,7 +109,7 @@ class TaskEvent:
             attempt=entry.attempt,
             error_message=entry.error_message,
             next_retry_at=entry.next_retry_at,
-            result=entry.result,
+            result_value=entry.result,
         )
 
 
@@ -101,10 +124,22 @@ class Task:
     worker_type: str | None
     error_message: str | None
     next_retry_at: datetime | None
-    result: JSON | None
-    payload: JSON | None
     created_at: datetime
     updated_at: datetime
+    result_value: strawberry.Private[Any]
+    payload_value: strawberry.Private[Any]
+
+    @strawberry.field
+    def result(self, info: Info[ApiContext, None]) -> JSON | None:
+        """What the worker returned (needs the ``read:payload`` scope)."""
+        _require_payload_scope(info)
+        return self.result_value  # type: ignore[no-any-return]
+
+    @strawberry.field
+    def payload(self, info: Info[ApiContext, None]) -> JSON | None:
+        """The submitted task body (needs the ``read:payload`` scope)."""
+        _require_payload_scope(info)
+        return self.payload_value  # type: ignore[no-any-return]
 
     @strawberry.field
     def history(self, info: Info[ApiContext, None]) -> list[TaskEvent]:
@@ -124,8 +159,8 @@ class Task:
             worker_type=state.worker_type,
             error_message=state.error_message,
             next_retry_at=state.next_retry_at,
-            result=state.result,
-            payload=state.payload,
+            result_value=state.result,
+            payload_value=state.payload,
             created_at=state.created_at,
             updated_at=state.updated_at,
         )
@@ -149,7 +184,7 @@ class TaskConnection:
     page_info: PageInfo
 
 
-@strawberry.input(description="A progress report from a worker (DESIGN.md).")
+@strawberry.input(description="A progress report from a worker.")
 class TaskProgressInput:
     task_id: strawberry.ID
     worker_type: str
@@ -167,6 +202,7 @@ class Query:
     @strawberry.field
     def task(self, info: Info[ApiContext, None], id: strawberry.ID) -> Task | None:
         """One task by id, or null when unknown."""
+        _require_read_scope(info)
         state = _context(info).store.get(str(id))
         return None if state is None else Task.from_state(state)
 
@@ -180,6 +216,7 @@ class Query:
         after: str | None = None,
     ) -> TaskConnection:
         """Tasks newest first, optionally filtered, with cursor paging."""
+        _require_read_scope(info)
         validate(PageModel, "tasks", {"first": first})
         after_seq = None if after is None else decode_cursor(after)
         page = _context(info).store.list_tasks(
@@ -230,27 +267,28 @@ class Mutation:
         payload: JSON,
         id: strawberry.ID | None = None,
     ) -> Task:
-        """Publish a task to RabbitMQ (confirmed) and record it QUEUED; idempotent by id."""
+        """Record a task QUEUED and publish it to RabbitMQ (confirmed); idempotent by id."""
         submission: SubmissionModel = validate(
             SubmissionModel, "submitTask", {"queue": queue, "payload": payload, "id": id}
         )
+        context = _context(info)
+        if not context.grants.may_submit(submission.queue):
+            raise forbidden(f"{SUBMIT}:{submission.queue}", f"submitTask to '{submission.queue}'")
         task_id = submission.id or _payload_id(submission.payload) or uuid.uuid4().hex
         body = {**submission.payload, "id": task_id}
-        context = _context(info)
-        state, created = context.store.claim_submission(task_id, submission.queue, body, _now())
-        if not created:
-            return Task.from_state(state)
         try:
-            context.publisher.publish(submission.queue, task_id, body)
-        except PublishError as error:
-            context.store.forget_submission(task_id)
-            logger.warning("task {} not submitted to {}: {}", task_id, submission.queue, error)
-            raise GraphQLError(str(error), extensions={"code": "PUBLISH_FAILED"}) from None
+            state = context.outbox.submit(task_id, submission.queue, body)
+        except SubmissionNotQueued as error:
+            logger.warning("task {} not queued on {}: {}", task_id, submission.queue, error)
+            code = "PUBLISH_PENDING" if error.recorded else "PUBLISH_FAILED"
+            raise GraphQLError(str(error), extensions={"code": code, "taskId": task_id}) from None
         return Task.from_state(state)
 
 
 def _report(context: ApiContext, values: dict[str, Any]) -> Task:
     """Validate a ``TaskProgressInput`` (GraphQL field names) and apply it."""
+    if not context.grants.may_report():
+        raise forbidden(REPORT, "reportTaskProgress")
     model: ProgressInputModel = validate(ProgressInputModel, "input", values)
     state = context.store.apply_report(model.to_report(), _now())
     return Task.from_state(state)
@@ -294,20 +332,50 @@ def _payload_id(payload: dict[str, Any]) -> str | None:
     return value
 
 
-#: Workers send the same few documents over and over (a report, a batch of N reports), so
-#: parsing each only once saves much of the server's time per request.
-_DOCUMENT_CACHE_SIZE = 256
+@dataclass(frozen=True)
+class QueryLimits:
+    """What one GraphQL document may cost; each has a ``TASK_API_MAX_...`` variable."""
 
-schema = strawberry.Schema(
-    query=Query,
-    mutation=Mutation,
-    # Classes and factories, not instances: strawberry builds the extensions anew for each
-    # request (an instance shared by concurrent requests would mix up their contexts); the
-    # caches themselves live at module level and are shared.
-    extensions=[
-        lambda: ParserCache(maxsize=_DOCUMENT_CACHE_SIZE),
-        TextKeyedValidationCache,
-    ],
-)
-# Reaches into strawberry's graphql-core schema (``_schema``): see the function's docstring.
-_install_direct_report_resolver(getattr(schema, "_schema", None))
+    max_depth: int
+    max_aliases: int
+    max_tokens: int
+    document_cache_bytes: int
+
+
+class TaskApiSchema(strawberry.Schema):
+    """strawberry's schema, logging only the errors that are task-api's to fix.
+
+    strawberry logs every error of every request with a traceback by default; a client's
+    invalid query, or a refused scope, is the client's to read in the response, and a flood
+    of them must not flood the log.
+    """
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log errors raised by something other than GraphQL's own checks and ours."""
+        for error in errors:
+            original = error.original_error
+            if original is not None and not isinstance(original, GraphQLError):
+                logger.opt(exception=original).error("GraphQL resolver failed: {}", error.message)
+
+
+def build_schema(limits: QueryLimits) -> tuple[strawberry.Schema, DocumentCache]:
+    """The schema with its cost limits, and the document cache it parses through."""
+    cache = DocumentCache(budget_bytes=limits.document_cache_bytes, max_tokens=limits.max_tokens)
+    # Built once: the validation cache is keyed by the rule classes, and the limiter
+    # extensions would make new classes for every request.
+    rules: list[type[ASTValidationRule]] = [
+        max_depth_rule(limits.max_depth, should_ignore=None),
+        max_aliases_rule(limits.max_aliases),
+    ]
+    built = TaskApiSchema(
+        query=Query,
+        mutation=Mutation,
+        # Factories, not instances: strawberry builds the extensions anew for each request
+        # (an instance shared by concurrent requests would mix up their contexts).
+        extensions=[lambda: AddValidationRules(rules), lambda: CachedDocuments(cache)],
+    )
+    # Reaches into strawberry's graphql-core schema (``_schema``): see the function's docstring.
+    _install_direct_report_resolver(getattr(built, "_schema", None))
+    return built, cache

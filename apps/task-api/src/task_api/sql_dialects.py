@@ -43,6 +43,16 @@ _COMMON_V1 = [
     "CREATE INDEX IF NOT EXISTS task_api_tasks_queue ON task_api_tasks (queue, seq)",
 ]
 
+#: The outbox: whether the message of a submitted task was confirmed by RabbitMQ, and until
+#: when (seconds since the epoch) its current publisher holds it. Rows from before are
+#: published (submission used to publish before answering).
+_COMMON_V2 = [
+    "ALTER TABLE task_api_tasks ADD COLUMN published INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE task_api_tasks ADD COLUMN publish_after DOUBLE PRECISION",
+    "CREATE INDEX IF NOT EXISTS task_api_tasks_outbox"
+    " ON task_api_tasks (published, publish_after)",
+]
+
 
 class Connection(Protocol):
     """The part of a DB-API connection that both sqlite3 and psycopg offer."""
@@ -106,7 +116,7 @@ class SqliteDialect:
 
     def migrations(self) -> list[list[str]]:
         kinds = {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "timestamp": "TEXT"}
-        return [[statement.format(**kinds) for statement in _COMMON_V1]]
+        return [[statement.format(**kinds) for statement in _COMMON_V1], _COMMON_V2]
 
     def to_db_time(self, value: datetime | None) -> Any:
         return None if value is None else value.astimezone(UTC).isoformat()
@@ -144,7 +154,7 @@ class PostgresDialect:
             "serial": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
             "timestamp": "TIMESTAMPTZ",
         }
-        return [[statement.format(**kinds) for statement in _COMMON_V1]]
+        return [[statement.format(**kinds) for statement in _COMMON_V1], _COMMON_V2]
 
     def to_db_time(self, value: datetime | None) -> Any:
         return value

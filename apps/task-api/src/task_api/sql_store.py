@@ -18,7 +18,7 @@ from task_api.storage import TaskStore
 # goes through a placeholder (hence the S608 exemptions below).
 _TASK_COLUMNS = (
     "seq, id, queue, status, worker_type, progress, current_step, attempt, error_message,"
-    " next_retry_at, result, payload, created_at, updated_at"
+    " next_retry_at, result, payload, created_at, updated_at, published"
 )
 _HISTORY_COLUMNS = (
     "status, worker_type, progress, current_step, attempt, error_message, next_retry_at,"
@@ -144,6 +144,7 @@ class SqlTaskStore(TaskStore):
             payload=_load(row[11]),
             created_at=created_at,
             updated_at=updated_at,
+            published=bool(row[14]),
         )
 
     def _select(self, conn: Connection, task_id: str, *, lock: bool) -> TaskState | None:
@@ -192,23 +193,31 @@ class SqlTaskStore(TaskStore):
         *,
         queue: str | None = None,
         payload: dict[str, Any] | None = None,
-    ) -> None:
+        lease_until: float | None = None,
+    ) -> bool:
+        """Insert a QUEUED task unless the id exists; True when this statement inserted it."""
         stamp = self._dialect.to_db_time(now)
-        self._run(
+        submitted = payload is not None
+        cursor = self._run(
             conn,
-            "INSERT INTO task_api_tasks"
-            " (id, queue, status, payload, submitted, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO task_api_tasks (id, queue, status, payload, submitted, published,"
+            " publish_after, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
             (
                 task_id,
                 queue,
                 Status.QUEUED.value,
                 _dump(payload),
-                int(payload is not None),
+                int(submitted),
+                # Only a submission has a message to publish; a task first seen in a report
+                # was enqueued by someone else.
+                int(not submitted),
+                lease_until,
                 stamp,
                 stamp,
             ),
         )
+        return bool(cursor.rowcount == 1)
 
     def _record_history(self, conn: Connection, task_id: str, entry: HistoryEntry) -> None:
         self._run(
@@ -243,7 +252,8 @@ class SqlTaskStore(TaskStore):
                 conn,
                 "UPDATE task_api_tasks SET status = ?, worker_type = ?, progress = ?,"
                 " current_step = ?, attempt = ?, error_message = ?, next_retry_at = ?,"
-                " result = ?, updated_at = ? WHERE id = ?",
+                # A report proves the message reached a worker: the outbox must not send it again.
+                " result = ?, updated_at = ?, published = 1 WHERE id = ?",
                 (
                     new_state.status.value,
                     new_state.worker_type,
@@ -274,28 +284,74 @@ class SqlTaskStore(TaskStore):
             )
             return new_state
 
-    def claim_submission(
-        self, task_id: str, queue: str, payload: dict[str, Any], now: datetime
+    def record_submission(
+        self,
+        task_id: str,
+        queue: str,
+        payload: dict[str, Any],
+        now: datetime,
+        *,
+        lease_until: float,
     ) -> tuple[TaskState, bool]:
         with self._transaction() as conn:
-            existing = self._select(conn, task_id, lock=True)
-            if existing is not None:
-                return existing, False
-            self._insert_new(conn, task_id, now, queue=queue, payload=payload)
-            self._record_history(conn, task_id, HistoryEntry(status=Status.QUEUED, recorded_at=now))
+            # On PostgreSQL a concurrent insert of the same id waits for this one's commit,
+            # then inserts nothing: the row count is the one answer both can trust.
+            created = self._insert_new(
+                conn, task_id, now, queue=queue, payload=payload, lease_until=lease_until
+            )
+            if created:
+                self._record_history(
+                    conn, task_id, HistoryEntry(status=Status.QUEUED, recorded_at=now)
+                )
             state = self._select(conn, task_id, lock=False)
             assert state is not None
-            return state, True
+            return state, created
 
-    def forget_submission(self, task_id: str) -> None:
+    def claim_unpublished(
+        self, task_id: str, *, now: float, lease_until: float
+    ) -> TaskState | None:
+        with self._transaction() as conn:
+            claimed = self._run(
+                conn,
+                "UPDATE task_api_tasks SET publish_after = ?"
+                " WHERE id = ? AND published = 0 AND (publish_after IS NULL OR publish_after <= ?)",
+                (lease_until, task_id, now),
+            )
+            if claimed.rowcount != 1:
+                return None
+            return self._select(conn, task_id, lock=False)
+
+    def mark_published(self, task_id: str) -> None:
+        with self._transaction() as conn:
+            self._run(conn, "UPDATE task_api_tasks SET published = 1 WHERE id = ?", (task_id,))
+
+    def release_claim(self, task_id: str, *, now: float) -> None:
+        with self._transaction() as conn:
+            self._run(
+                conn,
+                "UPDATE task_api_tasks SET publish_after = ? WHERE id = ? AND published = 0",
+                (now, task_id),
+            )
+
+    def forget_unpublished(self, task_id: str) -> None:
         with self._transaction() as conn:
             deleted = self._run(
                 conn,
-                "DELETE FROM task_api_tasks WHERE id = ? AND status = ?",
+                "DELETE FROM task_api_tasks WHERE id = ? AND published = 0 AND status = ?",
                 (task_id, Status.QUEUED.value),
             )
             if deleted.rowcount:
                 self._run(conn, "DELETE FROM task_api_history WHERE task_id = ?", (task_id,))
+
+    def unpublished_due(self, *, now: float, limit: int) -> list[str]:
+        with self._transaction(write=False) as conn:
+            rows = self._run(
+                conn,
+                "SELECT id FROM task_api_tasks WHERE published = 0"
+                " AND (publish_after IS NULL OR publish_after <= ?) ORDER BY seq LIMIT ?",
+                (now, limit),
+            ).fetchall()
+        return [row[0] for row in rows]
 
     def list_tasks(
         self, *, status: str | None, queue: str | None, first: int, after_seq: int | None

@@ -43,17 +43,48 @@ class TaskStore(abc.ABC):
         yield
 
     @abc.abstractmethod
-    def claim_submission(
-        self, task_id: str, queue: str, payload: dict[str, Any], now: datetime
+    def record_submission(
+        self,
+        task_id: str,
+        queue: str,
+        payload: dict[str, Any],
+        now: datetime,
+        *,
+        lease_until: float,
     ) -> tuple[TaskState, bool]:
-        """Record a new QUEUED task; ``(state, True)`` when this call created it.
+        """Record a new QUEUED, unpublished task; ``(state, True)`` when this call created it.
 
-        An existing task is returned unchanged with False, which makes submission idempotent.
+        Whether this call created the row is the database's own answer to the insert, so of
+        concurrent calls for one id exactly one gets True. The creator holds the publishing
+        lease until ``lease_until`` (seconds since the epoch). An existing task is returned
+        unchanged with False.
         """
 
     @abc.abstractmethod
-    def forget_submission(self, task_id: str) -> None:
-        """Undo a claim whose message could not be published (only if nothing else happened)."""
+    def claim_unpublished(
+        self, task_id: str, *, now: float, lease_until: float
+    ) -> TaskState | None:
+        """Take the publishing lease of an unpublished task whose lease has ended.
+
+        Returns its state when this call took the lease, None otherwise (published already,
+        unknown, or another publisher holds the lease).
+        """
+
+    @abc.abstractmethod
+    def mark_published(self, task_id: str) -> None:
+        """Record that RabbitMQ confirmed the task's message."""
+
+    @abc.abstractmethod
+    def release_claim(self, task_id: str, *, now: float) -> None:
+        """End the lease of an unpublished task early (its publish failed): retry at once."""
+
+    @abc.abstractmethod
+    def forget_unpublished(self, task_id: str) -> None:
+        """Delete a task RabbitMQ refused, unless it was published (or reported on) since."""
+
+    @abc.abstractmethod
+    def unpublished_due(self, *, now: float, limit: int) -> list[str]:
+        """Ids of unpublished tasks whose lease has ended, oldest first."""
 
     @abc.abstractmethod
     def list_tasks(

@@ -7,6 +7,7 @@ GraphQL reporter tests, the end-to-end tests and the progress benchmark.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -39,6 +40,7 @@ def free_port() -> int:
 class TaskApiServer:
     """A task-api process for tests: ``with TaskApiServer(database_url=...) as api: api.url``.
 
+    ``tokens`` is a list (every token has every scope) or a mapping of token -> scopes.
     ``port`` may be given to restart a server on the same address (``stop()`` then
     ``start()``); the log of the process is kept in ``log_path`` for assertions and for
     diagnosing a failed start.
@@ -48,7 +50,7 @@ class TaskApiServer:
         self,
         *,
         database_url: str | None = None,
-        tokens: list[str] | None = None,
+        tokens: list[str] | Mapping[str, list[str]] | None = None,
         port: int | None = None,
         extra_env: Mapping[str, str] | None = None,
         workdir: Path | None = None,
@@ -56,7 +58,9 @@ class TaskApiServer:
         self._tmp = tempfile.TemporaryDirectory(prefix="task-api-")
         self.workdir = workdir or Path(self._tmp.name)
         self.database_url = database_url or f"sqlite:///{self.workdir / 'tasks.db'}"
-        self.tokens = tokens or []
+        #: The accepted tokens, and (when given as a mapping) the scopes of each.
+        self.tokens: list[str] = list(tokens or [])
+        self.token_scopes = dict(tokens) if isinstance(tokens, Mapping) else None
         self.port = port or free_port()
         self.extra_env = dict(extra_env or {})
         self.log_path = Path(self._tmp.name) / "task-api.log"
@@ -82,8 +86,11 @@ class TaskApiServer:
             TASK_API_DATABASE_URL=self.database_url,
             TASK_API_LOG_LEVEL="INFO",
         )
-        env.pop("TASK_API_TOKENS", None)
-        if self.tokens:
+        for variable in ("TASK_API_TOKENS", "TASK_API_TOKENS_FILE", "TASK_API_ALLOW_ANONYMOUS"):
+            env.pop(variable, None)
+        if self.token_scopes is not None:
+            env["TASK_API_TOKENS"] = json.dumps(self.token_scopes)
+        elif self.tokens:
             env["TASK_API_TOKENS"] = ",".join(self.tokens)
         env.update(self.extra_env)
         return env
@@ -110,6 +117,18 @@ class TaskApiServer:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"task-api did not answer within {STARTUP_TIMEOUT_S}s:\n{self.log()}")
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while it runs."""
+        return None if self._process is None else self._process.pid
+
+    def wait_for_exit(self, timeout_s: float = 30.0) -> int:
+        """Wait until the process ends by itself (e.g. killed at a fault point); its status."""
+        assert self._process is not None, "not started"
+        code = self._process.wait(timeout=timeout_s)
+        self._process = None
+        return code
 
     def stop(self) -> int | None:
         """Stop the process (SIGTERM, then SIGKILL after 10 s); its exit code, if it ran."""
