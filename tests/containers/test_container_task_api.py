@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 from pathlib import Path
+from typing import Any
 
 import requests
 from containers.container_support import FAST_HEALTH_PROBE, running, worker_env
@@ -48,9 +49,9 @@ def test_task_api_container_serves_healthz_and_a_worker_container_completes_a_su
             assert submitted.get("errors") is None, submitted
             task_id = submitted["data"]["submitTask"]["id"]
 
-            def completed() -> dict | None:
+            def completed() -> dict[str, Any]:
                 task = graphql(graphql_url, STATUS, {"id": task_id}, token=token)["data"]["task"]
-                return task if task and task["status"] == "COMPLETED" else None
+                return task if task and task["status"] == "COMPLETED" else {}
 
             task = wait_for(
                 completed, timeout=120, interval=0.5, message=f"task {task_id} COMPLETED"
