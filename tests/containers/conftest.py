@@ -1,5 +1,6 @@
-"""Fixtures of the container tests: a Docker engine (or one line saying why the tests skip), and
-the app images built from the PEX files of this run."""
+"""Fixtures of the container tests: a Docker engine (without one they skip, saying why in one
+line; with CI set they fail), the app images built from the PEX files of this run, and fresh
+worker queues."""
 
 from __future__ import annotations
 
@@ -11,16 +12,29 @@ from containers.container_support import build_image, engine_problem
 from worker_framework import WorkerSettings
 from worker_framework.testing import delete_worker_queues, unique_queue_name, worker_settings
 
+#: Why no Docker engine can be used, when the tests skip for want of one.
+_engine_problem: list[str] = []
+
 
 @pytest.fixture(scope="session", autouse=True)
 def docker_engine() -> None:
-    """Skip every container test without an engine; in CI (CI set) fail instead."""
+    """Skip every container test without an engine; with CI set, fail instead."""
     problem = engine_problem()
     if problem is None:
         return
     if os.environ.get("CI"):
         pytest.fail(f"CI needs a Docker engine for the container tests: {problem}")
-    pytest.skip(f"container tests need a Docker engine ({problem}); .ci/docker-engine starts one")
+    _engine_problem.append(problem)
+    pytest.skip(f"no Docker engine: {problem}")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line saying why the container tests skipped (``pytest -q`` only counts skips)."""
+    if _engine_problem:
+        terminalreporter.write_line(
+            f"container tests skipped: no Docker engine ({_engine_problem[0]}); "
+            ".ci/docker-engine installs and starts one"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from containers.container_support import FAST_HEALTH_PROBE, running, worker_env
+from containers.container_support import (
+    FAST_HEALTH_PROBE,
+    running,
+    worker_env,
+)
 from task_api.testing import free_port, graphql
 from worker_framework.testing import amqp_url, wait_for
 
