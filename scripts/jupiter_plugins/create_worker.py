@@ -17,6 +17,14 @@ from jupiter_plugins.creation import (
     plan_new_worker,
     staging_dir_for,
 )
+from jupiter_plugins.image_target import (
+    ImageTargetState,
+    has_dockerfile,
+    image_target_path,
+    image_target_state,
+    remove_image_target,
+    write_image_target,
+)
 from jupiter_plugins.rendering import TEMPLATE_TYPES
 from jupiter_plugins.worker_names import InvalidWorkerName
 
@@ -68,16 +76,34 @@ async def create_worker(
     except (InvalidWorkerName, ValueError) as error:
         console.print_stderr(f"create-worker: {error}. Nothing was written.")
         return CreateWorker(exit_code=1)
+    image_target = (
+        image_target_path(worker.names.name) if has_dockerfile(build_root.pathlib_path) else None
+    )
+    if (
+        image_target_state(build_root.pathlib_path, worker.names.name)
+        is not ImageTargetState.ABSENT
+    ):
+        console.print_stderr(
+            f"create-worker: {image_target} exists already (the image target of a worker of that "
+            "name). Nothing was written."
+        )
+        return CreateWorker(exit_code=1)
 
     digest = await Get(
         Digest,
         CreateDigest(FileContent(path, content) for path, content in worker.files.items()),
     )
     staging_dir = staging_dir_for(worker)
+    image_written = False
     try:
         workspace.write_digest(digest, path_prefix=staging_dir)
+        if image_target:
+            write_image_target(build_root.pathlib_path, worker.names)
+            image_written = True
         move_into_place(build_root.pathlib_path, staging_dir, worker)
     except OSError as error:
+        if image_written:
+            remove_image_target(build_root.pathlib_path, worker.names.name)
         console.print_stderr(
             f"create-worker: could not write {worker.app_dir}: {error}. Nothing was written."
         )
@@ -88,6 +114,9 @@ async def create_worker(
     console.print_stdout(f"Created {worker.app_dir} ({worker.template_type} worker):")
     for path in worker.files:
         console.print_stdout(f"  {worker.app_dir}/{path}")
+    console.print_stdout(
+        f"  {image_target}  (its container image: ./pants package docker:{worker.names.name})"
+    )
     console.print_stdout(
         "\nNext:\n"
         f"  ./pants lint check test package {worker.app_dir}::\n"

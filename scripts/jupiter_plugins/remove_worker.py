@@ -10,6 +10,12 @@ from pants.engine.goal import Goal, GoalSubsystem
 from pants.engine.rules import collect_rules, goal_rule
 from pants.option.option_types import BoolOption, StrOption
 
+from jupiter_plugins.image_target import (
+    ImageTargetState,
+    image_target_path,
+    image_target_state,
+    remove_image_target,
+)
 from jupiter_plugins.removal import RemovalRefused, plan_removal, remove_worker_files
 from jupiter_plugins.worker_names import InvalidWorkerName
 
@@ -51,7 +57,19 @@ async def remove_worker(
     try:
         plan = plan_removal(build_root.pathlib_path, name)
         assert name is not None  # plan_removal checked it
+        image_state = image_target_state(build_root.pathlib_path, name)
+        if (
+            image_state is ImageTargetState.CHANGED
+            and not subsystem.force
+            and not plan.manifest_problem
+        ):
+            raise RemovalRefused(
+                f"refusing to remove apps/{name}: {image_target_path(name)} changed since "
+                f"create-worker wrote it. Nothing was removed. Run ./pants remove-worker "
+                f"--name={name} --force to delete it with the app."
+            )
         removed = remove_worker_files(plan, name, force=subsystem.force)
+        removed_image = remove_image_target(build_root.pathlib_path, name)
     except InvalidWorkerName as error:
         console.print_stderr(f"remove-worker: {error}. Nothing was removed.")
         return RemoveWorker(exit_code=1)
@@ -62,6 +80,8 @@ async def remove_worker(
     console.print_stdout(f"Removed apps/{name} ({len(removed)} files):")
     for path in removed:
         console.print_stdout(f"  apps/{name}/{path}")
+    if removed_image:
+        console.print_stdout(f"  {removed_image}")
     return RemoveWorker(exit_code=0)
 
 

@@ -11,6 +11,7 @@ docs/worker-generator.md for the command.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -30,6 +31,10 @@ COPIED = (
     "libs",
     "apps/BUILD",
     "scripts",
+    # What a new worker's image target needs (the other apps' image targets are not copied).
+    "docker/BUILD",
+    "docker/Dockerfile",
+    "docker/compose.yaml",
 )
 
 #: Never copied: caches and outputs of tools, which may be large and are not inputs.
@@ -39,7 +44,16 @@ IGNORED = shutil.ignore_patterns(
 
 #: Environment passed to the nested Pants (the test's own is a sandbox's, and it must not pass
 #: on options such as PANTS_PYTEST_INSTALL_FROM_RESOLVE meant for the plugin's tests).
-PASSED_ENV = ("PATH", "AMQP_URL", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PYENV_ROOT", "LANG")
+PASSED_ENV = (
+    "PATH",
+    "AMQP_URL",
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "PYENV_ROOT",
+    "LANG",
+    "DOCKER_HOST",
+    "PYTHON_IMAGE",
+)
 
 #: The longest name allowed, sorting after worker_framework: the worst case for line lengths and
 #: import order in the generated code.
@@ -87,6 +101,66 @@ def nested_pants(build_root: Path, *args: str) -> subprocess.CompletedProcess[st
     )
 
 
+def docker_engine_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    info = subprocess.run(["docker", "info"], capture_output=True, timeout=60, check=False)
+    return info.returncode == 0
+
+
+def check_images(build_root: Path, names: tuple[str, ...], offline_worker: str) -> None:
+    """Build each worker's image with Pants; run ``offline_worker``'s example task in its image."""
+    packaged = nested_pants(build_root, "package", *(f"docker:{name}" for name in names))
+    assert packaged.returncode == 0, packaged.stdout + packaged.stderr[-20000:]
+    example = (build_root / "apps" / offline_worker / "examples" / "task.json").read_text()
+    ran = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--interactive",
+            "--network",
+            "none",
+            f"jupiter/{offline_worker}",
+            "run-task",
+            "-",
+        ],
+        input=example,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)
+
+
+def check_compose_services(build_root: Path, names: tuple[str, ...]) -> None:
+    """Each worker's compose.yaml adds its service to docker/compose.yaml's stack."""
+    if shutil.which("docker-compose") is None:
+        return
+    overlays = [item for name in names for item in ("-f", f"apps/{name}/compose.yaml")]
+    services = subprocess.run(
+        [
+            "docker-compose",
+            "-p",
+            "e2e",
+            "-f",
+            "docker/compose.yaml",
+            *overlays,
+            "config",
+            "--services",
+        ],
+        cwd=build_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert services.returncode == 0, services.stderr
+    assert set(names) <= set(services.stdout.split())
+
+
 def files_under(root: Path) -> set[str]:
     return {path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file()}
 
@@ -97,6 +171,7 @@ def test_generated_workers_lint_check_test_and_package_then_remove_cleanly(
     build_root = tmp_path / "repo"
     copy_build_root(repo_root(), build_root)
     apps_before = files_under(build_root / "apps")
+    docker_before = files_under(build_root / "docker")
 
     for name, template_type in ((LONG_NAME, "basic"), ("e2e-page-reader", "http-scraper")):
         created = nested_pants(
@@ -114,9 +189,14 @@ def test_generated_workers_lint_check_test_and_package_then_remove_cleanly(
         "apps/e2e-page-reader::",
     )
     assert built.returncode == 0, built.stdout + built.stderr[-20000:]
+    check_compose_services(build_root, (LONG_NAME, "e2e-page-reader"))
+    if docker_engine_answers():
+        # The basic worker's example needs no network (the scraper's fetches a web page).
+        check_images(build_root, (LONG_NAME, "e2e-page-reader"), offline_worker=LONG_NAME)
 
     for name in (LONG_NAME, "e2e-page-reader"):
         removed = nested_pants(build_root, "remove-worker", f"--name={name}")
         assert removed.returncode == 0, removed.stdout + removed.stderr
 
     assert files_under(build_root / "apps") == apps_before
+    assert files_under(build_root / "docker") == docker_before
