@@ -191,7 +191,7 @@ def test_app_services_on_the_hosts_broker_and_database_complete_a_submitted_task
     api_port = free_port()
     prefix = f"compose-{uuid.uuid4().hex[:10]}-"
     queue = f"{prefix}email-service"
-    token = uuid.uuid4().hex
+    worker_token, submit_token = uuid.uuid4().hex, uuid.uuid4().hex
     env = _base_env(
         JUPITER_IMAGE_TAG="compose-test",
         JUPITER_AMQP_URL=amqp_url(),
@@ -200,7 +200,8 @@ def test_app_services_on_the_hosts_broker_and_database_complete_a_submitted_task
         JUPITER_QUEUE_PREFIX=prefix,
         JUPITER_SMTP_HOST="127.0.0.1",
         JUPITER_SMTP_PORT=str(smtp_port),
-        JUPITER_WORKER_TOKEN=token,
+        JUPITER_WORKER_TOKEN=worker_token,
+        JUPITER_SUBMIT_TOKEN=submit_token,
     )
     compose = [
         *compose_commands[0],
@@ -223,13 +224,16 @@ def test_app_services_on_the_hosts_broker_and_database_complete_a_submitted_task
         wait_for(lambda: client.consumer_count(queue) > 0, 120, 0.5, f"a consumer on {queue}")
 
         payload = json.loads(WELCOME.read_text())
-        submitted = graphql(graphql_url, SUBMIT, {"queue": queue, "payload": payload}, token=token)
+        args = {"queue": queue, "payload": payload}
+        refused = graphql(graphql_url, SUBMIT, args, token=worker_token)
+        assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN", refused
+        submitted = graphql(graphql_url, SUBMIT, args, token=submit_token)
         assert submitted.get("errors") is None, submitted
         task_id = submitted["data"]["submitTask"]["id"]
 
         def status() -> str:
             return str(
-                graphql(graphql_url, STATUS, {"id": task_id}, token=token)["data"]["task"]["status"]
+                graphql(graphql_url, STATUS, {"id": task_id}, token=submit_token)["data"]["task"]["status"]
             )
 
         wait_for(lambda: status() == "COMPLETED", 120, 0.5, f"task {task_id} COMPLETED")
