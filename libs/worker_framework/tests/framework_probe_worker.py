@@ -28,6 +28,8 @@ class ProbeTask(BaseModel):
     #: A file the probe writes its pid into when it starts (tests wait for it).
     started_marker: str | None = None
     secret_in_error: str | None = None
+    #: A file the probe appends a line to each time it runs the task (tests count them).
+    executions_log: str | None = None
 
 
 class ProbeResult(BaseModel):
@@ -52,6 +54,9 @@ class ProbeWorker(BaseWorker[ProbeTask, ProbeResult]):
         """Behave as the task says."""
         if task.started_marker:
             Path(task.started_marker).write_text(str(os.getpid()))
+        if task.executions_log:
+            with open(task.executions_log, "a") as log:
+                log.write(f"{ctx.attempt}\n")
         for step in range(1, task.progress_steps + 1):
             ctx.progress(step * 100 // task.progress_steps, f"step {step}")
         if task.sleep_s and not (task.sleep_unless_redelivered and ctx.redelivered):

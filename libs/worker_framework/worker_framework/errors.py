@@ -35,3 +35,10 @@ class TopologyMismatch(Exception):
 
 class PublishFailed(Exception):
     """RabbitMQ did not confirm a publish (nacked, or unroutable with ``mandatory``)."""
+
+
+class UnencodableMessage(Exception):
+    """A message that cannot be put on the wire (properties unencodable or over the frame size).
+
+    Nothing was sent and the connection is intact.
+    """

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from worker_framework.inbound import MAX_SHORT_STRING_BYTES, short_text, truncate_utf8
 from worker_framework.logging import redact
 from worker_framework.outcomes import Completed, DeadLettered, Outcome, RetryScheduled
 from worker_framework.progress import ProgressReporter, ProgressUpdate, TaskStatus
@@ -51,9 +52,12 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def task_id_from(body: bytes, fallback: str | None) -> str:
-    """The body's ``id`` if it is readable, else the message id, else ``unknown``."""
-    return _task_id_of(_decoded_or_none(body), fallback) or UNKNOWN_TASK_ID
+def task_id_from(body: bytes, fallback: Any) -> str:
+    """The body's ``id`` if it is readable, else the message id, else ``unknown``.
+
+    ``fallback`` may be a raw property value: it is normalised as :func:`inbound.short_text`.
+    """
+    return _task_id_of(_decoded_or_none(body), short_text(fallback)) or UNKNOWN_TASK_ID
 
 
 def run_for(body: bytes, outcome: Outcome, *, attempt: int, message_id: str | None) -> TaskRun:
@@ -71,12 +75,13 @@ def _decoded_or_none(body: bytes) -> Any:
 
 
 def _task_id_of(data: Any, fallback: str | None) -> str | None:
+    # The id lands in logs, headers and progress updates: the same limits as a message id.
     if isinstance(data, dict):
         task_id = data.get("id")
-        if isinstance(task_id, str):
-            return task_id
-        if isinstance(task_id, int):
-            return str(task_id)
+        if isinstance(task_id, int) and not isinstance(task_id, bool):
+            task_id = str(task_id)
+        if isinstance(task_id, str) and task_id:
+            return truncate_utf8(task_id, MAX_SHORT_STRING_BYTES)
     return fallback or None
 
 

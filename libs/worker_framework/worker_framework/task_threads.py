@@ -32,11 +32,15 @@ class JobState(enum.Enum):
 
 @dataclass(eq=False)
 class Job:
-    """One delivery on its way through a worker thread (``delivered_at``: ``time.monotonic()``)."""
+    """One delivery on its way through a worker thread (``delivered_at``: ``time.monotonic()``).
+
+    ``payload`` is what must be settled (the delivery), ``inbound`` what the task may read.
+    """
 
     payload: Any
     generation: int
     delivered_at: float
+    inbound: Any = None
     state: JobState = JobState.PENDING
     abandoned: bool = False
     settled: bool = False
