@@ -347,6 +347,7 @@ class Consumer:
                 attempt=message.attempt,
                 redelivered=message.redelivered,
                 message_id=message.message_id,
+                state=dict(message.state),
             )
         except Exception as error:  # noqa: BLE001 - an unsettled delivery would block the channel
             logger.exception("unexpected error running a task; dead-lettering it")

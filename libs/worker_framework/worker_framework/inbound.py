@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import calendar
 import decimal
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,10 @@ from typing import Any
 from worker_framework.broker import UNDECODABLE_HEADERS, Delivery
 
 ATTEMPT_HEADER = "x-attempt"
+#: ``ctx.state`` of the previous attempt, as a JSON object (see ``TaskContext``).
+TASK_STATE_HEADER = "x-task-state"
+#: Largest ``x-task-state`` read or written.
+MAX_STATE_BYTES = 16 * 1024
 #: Where a copy records what normalisation dropped or rewrote.
 DROPPED_HEADERS_HEADER = "x-dropped-headers"
 #: Far above any sensible ``WORKER_MAX_RETRIES``, and small enough for every field it lands in
@@ -76,6 +81,7 @@ class InboundMessage:
     redelivered: bool = False
     headers: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    state: Mapping[str, Any] = field(default_factory=dict)
 
 
 def normalise(delivery: Delivery) -> InboundMessage:
@@ -95,6 +101,7 @@ def normalise(delivery: Delivery) -> InboundMessage:
             redelivered=delivery.redelivered is True,
             headers=headers,
             notes=tuple(notes),
+            state=_state_from(raw_headers.get(TASK_STATE_HEADER)),
         )
     except Exception as error:  # noqa: BLE001 - the boundary must hand on something settleable
         return InboundMessage(
@@ -118,6 +125,19 @@ def attempt_from(value: Any) -> int:
     if number is None or number < 1:
         return 1
     return min(number, MAX_ATTEMPT)
+
+
+def _state_from(value: Any) -> dict[str, Any]:
+    """``x-task-state`` as a JSON object; anything else (or too long) counts as none."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if not isinstance(value, str) or len(value) > MAX_STATE_BYTES:
+        return {}
+    try:
+        state = json.loads(value)
+    except (ValueError, RecursionError):
+        return {}
+    return state if isinstance(state, dict) else {}
 
 
 def _finite(value: float | decimal.Decimal) -> bool:

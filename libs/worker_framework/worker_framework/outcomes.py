@@ -19,6 +19,7 @@ from worker_framework.inbound import (
     ATTEMPT_HEADER,
     DROPPED_HEADERS_HEADER,
     MAX_NOTES_CHARS,
+    TASK_STATE_HEADER,
     InboundMessage,
     attempt_from,
     truncate_utf8,
@@ -60,6 +61,8 @@ class RetryScheduled:
     base_delay_ms: int
     delay_ms: int
     next_retry_at: datetime
+    #: ``ctx.state`` of the failed attempt as JSON, for the retry copy's ``x-task-state``.
+    state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,9 @@ def retry_message(message: InboundMessage, outcome: RetryScheduled) -> OutgoingM
     """The delayed copy that returns to the main queue when its TTL expires."""
     headers = dict(message.headers)
     headers[ATTEMPT_HEADER] = outcome.next_attempt
+    headers.pop(TASK_STATE_HEADER, None)
+    if outcome.state is not None:
+        headers[TASK_STATE_HEADER] = outcome.state
     notes = _notes_header(message)
     if notes is not None:
         headers[DROPPED_HEADERS_HEADER] = notes

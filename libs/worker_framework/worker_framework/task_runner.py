@@ -8,6 +8,7 @@ Knows nothing about RabbitMQ: the consumer feeds it deliveries from worker threa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,12 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from worker_framework.inbound import MAX_SHORT_STRING_BYTES, short_text, truncate_utf8
+from worker_framework.inbound import (
+    MAX_SHORT_STRING_BYTES,
+    MAX_STATE_BYTES,
+    short_text,
+    truncate_utf8,
+)
 from worker_framework.logging import redact
 from worker_framework.outcomes import Completed, DeadLettered, Outcome, RetryScheduled
 from worker_framework.progress import ProgressReporter, ProgressUpdate, TaskStatus
@@ -104,9 +110,18 @@ class TaskRunner:
         self._result_model: type[BaseModel] = type(worker).result_model()
 
     def run(
-        self, body: bytes, *, attempt: int, redelivered: bool, message_id: str | None = None
+        self,
+        body: bytes,
+        *,
+        attempt: int,
+        redelivered: bool,
+        message_id: str | None = None,
+        state: dict[str, Any] | None = None,
     ) -> TaskRun:
-        """Decode and execute one task; never raises."""
+        """Decode and execute one task; never raises.
+
+        ``state`` is what an earlier attempt saved in ``ctx.state`` (see :class:`TaskContext`).
+        """
         try:
             data = json.loads(body)
         except RecursionError:
@@ -126,11 +141,17 @@ class TaskRunner:
         except ValidationError as error:
             outcome = DeadLettered("ValidationError", describe_validation_error(error))
             return TaskRun(task_id, attempt, outcome, identified)
-        outcome = self._execute(task, task_id, attempt, redelivered, identified)
+        outcome = self._execute(task, task_id, attempt, redelivered, identified, state or {})
         return TaskRun(task_id, attempt, outcome, identified)
 
     def _execute(
-        self, task: BaseModel, task_id: str, attempt: int, redelivered: bool, identified: bool
+        self,
+        task: BaseModel,
+        task_id: str,
+        attempt: int,
+        redelivered: bool,
+        identified: bool,
+        state: dict[str, Any],
     ) -> Outcome:
         # A task nobody can name gets no progress updates: they would create a phantom task.
         reporter = self.reporter if identified else _SILENT
@@ -141,6 +162,7 @@ class TaskRunner:
             queue=self.queue,
             worker_type=self.worker_type,
             reporter=reporter,
+            state=dict(state),
         )
         try:
             step = self.worker.initial_step(task)
@@ -180,7 +202,12 @@ class TaskRunner:
             type(error).__name__,
             message,
         )
-        return self.failure_outcome(type(error).__name__, message, ctx.attempt, permanent=permanent)
+        outcome = self.failure_outcome(
+            type(error).__name__, message, ctx.attempt, permanent=permanent
+        )
+        if isinstance(outcome, RetryScheduled) and ctx.state:
+            outcome = dataclasses.replace(outcome, state=_saved_state(ctx))
+        return outcome
 
     def failure_outcome(
         self, error_type: str, message: str, attempt: int, *, permanent: bool
@@ -226,6 +253,23 @@ class TaskRunner:
             error_message=f"{outcome.error_type}: {outcome.error_message}",
             **common,
         )
+
+
+def _saved_state(ctx: TaskContext) -> str | None:
+    """``ctx.state`` as the JSON the retry copy carries; None (logged) when it cannot be."""
+    try:
+        text = json.dumps(ctx.state, ensure_ascii=True, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        ctx.logger.error("ctx.state is not JSON ({}); the retry starts without it", error)
+        return None
+    if len(text) > MAX_STATE_BYTES:
+        ctx.logger.error(
+            "ctx.state is {} bytes, over {}; the retry starts without it",
+            len(text),
+            MAX_STATE_BYTES,
+        )
+        return None
+    return text
 
 
 class _SilentReporter(ProgressReporter):
