@@ -148,9 +148,9 @@ def test_headers_filling_the_frame_still_yield_a_dead_letter_and_the_worker_surv
     client, make_settings, reply_queue, producer
 ):
     settings = make_settings()
-    # Eight 16 000-byte headers: about 128 KB, just under the broker's 128 KiB frame, so a
-    # copy with the framework's own headers added would not fit.
-    headers = {f"x-big-{n}": "b" * 16_000 for n in range(8)}
+    # 131 000 bytes of headers: just under the broker's frame (131 072 bytes, less framing), so
+    # a copy with the framework's own headers added would not fit.
+    headers = {f"x-big-{n}": "b" * 16_360 for n in range(8)}
     with worker_process(client, settings) as worker:
         producer.publish(
             settings.worker_queue, b'{"id": "bulky", "fail_permanently": true}', headers

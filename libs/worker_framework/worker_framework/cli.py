@@ -23,6 +23,7 @@ from worker_framework.errors import (
     BrokerUnavailable,
     PublishFailed,
     SettingsError,
+    TooManyAbandonedThreads,
     TopologyMismatch,
 )
 from worker_framework.inbound import ATTEMPT_HEADER, DROPPED_HEADERS_HEADER, normalise
@@ -138,7 +139,7 @@ def build_cli(worker_cls: type[BaseWorker[Any, Any]]) -> click.Group:
             SignalHandlers(consumer.request_stop).install()
             env.worker.initialize()
             consumer.run()
-        except TopologyMismatch as error:
+        except (TopologyMismatch, TooManyAbandonedThreads) as error:
             _fail(str(error), code=1)
         except Exception:  # noqa: BLE001 - logged (redacted) instead of a raw traceback
             logger.exception("worker stopped by an unexpected error")

@@ -58,7 +58,7 @@ from worker_framework.broker import (
     QueueSpec,
     describe_nodes,
 )
-from worker_framework.errors import BrokerUnavailable, PublishFailed
+from worker_framework.errors import BrokerUnavailable, PublishFailed, TooManyAbandonedThreads
 from worker_framework.inbound import InboundMessage, normalise
 from worker_framework.logging import redact
 from worker_framework.outcomes import (
@@ -203,6 +203,8 @@ class Consumer:
         self._wake_pending = False
         # A plain flag: set from signal handlers, where taking locks is unsafe.
         self._stop_requested = False
+        #: Set when too many abandoned threads still run: :meth:`run` then raises.
+        self.restart_needed: str | None = None
 
     # -- public --------------------------------------------------------------------------------
 
@@ -214,6 +216,8 @@ class Consumer:
         """Consume until :meth:`request_stop`, reconnecting after connection losses."""
         with logger.contextualize(queue=self.queue, worker_type=self.runner.worker_type):
             self._run()
+        if self.restart_needed is not None:
+            raise TooManyAbandonedThreads(self.restart_needed)
 
     def _run(self) -> None:
         self._threads.start()
@@ -589,6 +593,22 @@ class Consumer:
                 )
             elif now - job.delivered_at > limit and self._threads.abandon(job):
                 self._settle_timed_out(job, limit)
+                self._check_abandoned_threads()
+
+    def _check_abandoned_threads(self) -> None:
+        """Past ``WORKER_MAX_ABANDONED_THREADS`` still running, stop for a restart."""
+        running = self._threads.abandoned_running
+        allowed = self.settings.worker_max_abandoned_threads
+        if running <= allowed or self.restart_needed is not None:
+            return
+        self.restart_needed = (
+            f"{running} threads of tasks abandoned at WORKER_TASK_TIMEOUT_S are still running "
+            f"(WORKER_MAX_ABANDONED_THREADS={allowed}); the worker stopped taking tasks and "
+            "returned its deliveries to the queue: restart it"
+        )
+        self.log.error("{}", self.restart_needed)
+        # The graceful stop: no more deliveries, unstarted ones requeued, the rest after grace.
+        self._stop_requested = True
 
     def _settle_timed_out(self, job: Job, limit: float) -> None:
         message: InboundMessage = job.inbound
