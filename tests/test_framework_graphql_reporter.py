@@ -401,8 +401,9 @@ def test_text_no_utf8_encoder_accepts_is_replaced_and_the_update_arrives(api):
 def test_pending_updates_are_bounded_in_bytes_dropping_the_oldest_status_change(log_lines):
     server = TaskApiServer()
     ids = [new_id() for _ in range(4)]
-    # Each update holds about 1 300 bytes: three fit in 4 000, the fourth pushes the first out.
-    reporter = GraphQLReporter(server.url, None, max_pending_bytes=4000, max_batch=1)
+    # Each update holds about 1 340 bytes: three fit in 4 500, the fourth pushes the first out.
+    # Nothing is sent before close() (the linger never ends), so the queue holds all four.
+    reporter = GraphQLReporter(server.url, None, max_pending_bytes=4500, linger_s=NEVER_S)
     try:
         for task_id in ids:
             reporter.report(
