@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -142,6 +143,30 @@ def test_timestamp_header_pika_cannot_decode_is_settled_without_a_reconnect_loop
         assert worker.consumer.reconnects == 0
     assert "all headers dropped: pika could not decode them" in dead.header("x-dropped-headers")
     assert dead.header("x-error-message") == "told to fail permanently"
+
+
+def test_headers_nested_past_the_recursion_limit_are_dropped_and_the_worker_survives(
+    client, make_settings, reply_queue, producer
+):
+    settings = make_settings()
+    deep: object = "bottom"
+    for _ in range(3000):
+        deep = {"a": deep}
+    with worker_process(client, settings) as worker:
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(20_000)  # pika encodes recursively, like it decodes
+        try:
+            producer.publish(
+                settings.worker_queue,
+                b'{"id": "deep", "fail_permanently": true}',
+                {"x-deep": deep, "x-attempt": 1},
+            )
+        finally:
+            sys.setrecursionlimit(limit)
+        [dead] = client.wait_for_messages(dead_letter_queue_name(settings.worker_queue), 1)
+        assert_still_serving(client, worker, settings, reply_queue)
+    assert "could not decode them (RecursionError)" in dead.header("x-dropped-headers")
+    assert dead.header("x-deep") is None
 
 
 def test_headers_filling_the_frame_still_yield_a_dead_letter_and_the_worker_survives(

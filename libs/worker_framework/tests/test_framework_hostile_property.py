@@ -28,6 +28,7 @@ from framework_probe_worker import ProbeWorker
 from hostile_producer import Double, HostileProducer, RawTimestamp
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from worker_framework import WorkerSettings
 from worker_framework.retry_policy import dead_letter_queue_name
 from worker_framework.testing import (
     QueueClient,
@@ -58,22 +59,25 @@ class Served:
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
     """One probe worker process for every generated batch."""
-    config = worker_settings(worker_queue=unique_queue_name("fw-property"), worker_max_retries=0)
+    queue = unique_queue_name("fw-property")
+    config: WorkerSettings = worker_settings(
+        WorkerSettings, worker_queue=queue, worker_max_retries=0
+    )
     with QueueClient() as client, HostileProducer() as producer:
         replies = client.declare_reply_queue()
         env = {**settings_env(config), "WORKER_PREFETCH": "20", "WORKER_CONCURRENCY": "2"}
         try:
             with WorkerProcess(PROBE, "run", env=env) as worker:
                 try:
-                    wait_for(lambda: client.consumer_count(config.worker_queue) == 1)
+                    wait_for(lambda: client.consumer_count(queue) == 1)
                 except AssertionError:
                     print(worker.process.poll(), worker.output())  # shown with the failure
                     raise
                 yield Served(
                     worker,
-                    config.worker_queue,
+                    queue,
                     replies,
-                    dead_letter_queue_name(config.worker_queue),
+                    dead_letter_queue_name(queue),
                     client,
                     producer,
                 )
