@@ -37,6 +37,14 @@ Unexpected errors
     escape it (a framework bug, a progress reporter that raises), the delivery becomes a dead
     letter named after the exception: every delivery is settled, none holds a prefetch slot
     until the broker's ``consumer_timeout``.
+
+Hostile input and total settlement
+    Each delivery is normalised on receipt (:mod:`worker_framework.inbound`); nothing after
+    reads the raw delivery. An outcome whose message cannot be built or encoded becomes a
+    minimal dead letter (``OutcomeNotStored``); one the broker refuses is tried again after
+    each of :data:`PUBLISH_RETRY_DELAYS_S` while the loop goes on (the task is not run again),
+    then dead-lettered minimally; only a refused minimal dead letter returns the delivery to
+    the queue. No error of a message reaches the loop, so none can cause a reconnect.
 """
 
 from __future__ import annotations
@@ -50,7 +58,6 @@ from typing import TYPE_CHECKING, Any
 
 import backoff
 from loguru import logger
-
 from worker_framework.broker import (
     BrokerConnection,
     Delivery,
