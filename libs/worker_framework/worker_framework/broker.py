@@ -25,7 +25,6 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 from shared_utils.redaction import redact_url
-
 from worker_framework.errors import (
     BrokerUnavailable,
     PublishFailed,
@@ -54,7 +53,11 @@ CONTENT_HEADER_OVERHEAD = 12
 
 @dataclass(slots=True)
 class Delivery:
-    """One message received from a queue, with the channel it must be settled on."""
+    """One message received from a queue, with the channel it must be settled on.
+
+    The fields are the producer's, as pika decoded them (bytes where text was not UTF-8, ints
+    of any size, ...): read them through :func:`worker_framework.inbound.normalise`.
+    """
 
     body: bytes
     headers: dict[str, Any]
