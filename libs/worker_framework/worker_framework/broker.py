@@ -25,6 +25,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 from shared_utils.redaction import redact_url
+
 from worker_framework.errors import (
     BrokerUnavailable,
     PublishFailed,

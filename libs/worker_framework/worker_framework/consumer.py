@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 import backoff
 from loguru import logger
+
 from worker_framework.broker import (
     BrokerConnection,
     Delivery,
@@ -402,6 +403,9 @@ class Consumer:
                 "task finished after its delivery's connection was lost; the broker redelivers it"
             )
             return
+        if isinstance(run.outcome, Completed) and not job.inbound.reply_to:
+            self._acknowledge(job, run)  # the hot path: nothing to publish
+            return
         try:
             pending = self._outcome_message(job, run)
         except Exception as error:  # noqa: BLE001 - whatever the outcome held, settle the delivery
@@ -492,7 +496,12 @@ class Consumer:
                     )
                     self._give_back(job)
                     return
-        connection.ack(job.payload)
+        self._acknowledge(job, run)
+
+    def _acknowledge(self, job: Job, run: TaskRun) -> None:
+        """The outcome is stored: ack the delivery and report the final status."""
+        if self._connection is not None:
+            self._connection.ack(job.payload)
         self._unsettled.pop(job.payload.delivery_tag, None)
         if isinstance(run.outcome, DeadLettered):
             self._task_log(run).error(

@@ -29,9 +29,9 @@ import decimal
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from worker_framework.broker import UNDECODABLE_HEADERS, Delivery
 
@@ -63,13 +63,18 @@ MAX_NOTES_CHARS = 2000
 BROKER_DEATH_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
 
 
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
+#: Shared by every message without headers or state: read-only, so sharing is safe.
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class InboundMessage(NamedTuple):
     """A delivery as the framework may use it: every field validated (see the module docstring).
 
-    ``headers`` are the producer's headers that copies carry: encodable, within budget, without
-    ``x-attempt`` and the broker's dead-lettering headers. ``notes`` say what was dropped or
-    rewritten, for the dead letter's ``x-dropped-headers``.
+    Immutable. ``headers`` are the producer's headers that copies carry: encodable, within
+    budget, without ``x-attempt`` and the broker's dead-lettering headers. ``notes`` say what was
+    dropped or rewritten, for the dead letter's ``x-dropped-headers``. ``state`` is the previous
+    attempt's ``ctx.state``. (A named tuple rather than a frozen dataclass: built for every
+    delivery on the I/O thread, it costs a third as much.)
     """
 
     body: bytes
@@ -79,9 +84,9 @@ class InboundMessage:
     reply_to: str | None = None
     content_type: str | None = None
     redelivered: bool = False
-    headers: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, Any] = _EMPTY
     notes: tuple[str, ...] = ()
-    state: Mapping[str, Any] = field(default_factory=dict)
+    state: Mapping[str, Any] = _EMPTY
 
 
 def normalise(delivery: Delivery) -> InboundMessage:
@@ -90,18 +95,23 @@ def normalise(delivery: Delivery) -> InboundMessage:
     try:
         raw_headers = delivery.headers if isinstance(delivery.headers, dict) else {}
         notes: list[str] = []
-        headers = _carried(raw_headers, notes)
+        # The common case, a task with nothing but its attempt number, skips the copy.
+        if len(raw_headers) > 1 or (raw_headers and ATTEMPT_HEADER not in raw_headers):
+            headers: Mapping[str, Any] = _carried(raw_headers, notes)
+            state: Mapping[str, Any] = _state_from(raw_headers.get(TASK_STATE_HEADER))
+        else:
+            headers = state = _EMPTY
         return InboundMessage(
-            body=body,
-            attempt=attempt_from(raw_headers.get(ATTEMPT_HEADER)),
-            message_id=short_text(delivery.message_id),
-            correlation_id=short_text(delivery.correlation_id),
-            reply_to=short_text(delivery.reply_to),
-            content_type=short_text(delivery.content_type),
-            redelivered=delivery.redelivered is True,
-            headers=headers,
-            notes=tuple(notes),
-            state=_state_from(raw_headers.get(TASK_STATE_HEADER)),
+            body,
+            attempt_from(raw_headers.get(ATTEMPT_HEADER)),
+            short_text(delivery.message_id),
+            short_text(delivery.correlation_id),
+            short_text(delivery.reply_to),
+            short_text(delivery.content_type),
+            delivery.redelivered is True,
+            headers,
+            tuple(notes),
+            state,
         )
     except Exception as error:  # noqa: BLE001 - the boundary must hand on something settleable
         return InboundMessage(
