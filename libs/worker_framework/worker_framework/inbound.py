@@ -123,6 +123,8 @@ def normalise(delivery: Delivery) -> InboundMessage:
 
 def attempt_from(value: Any) -> int:
     """The attempt number a header value stands for (the rule in the module docstring)."""
+    if value.__class__ is int and 1 <= value <= MAX_ATTEMPT:
+        return int(value)  # the usual header, checked first (bool and pika's long go below)
     number: int | None = None
     if isinstance(value, bool):
         number = None
@@ -189,6 +191,8 @@ def short_text(value: Any) -> str | None:
         value = value.decode("utf-8", errors="replace")
     if not isinstance(value, str) or not value:
         return None
+    if len(value) <= MAX_SHORT_STRING_BYTES and value.isascii():
+        return value  # the usual id: nothing to check further
     return truncate_utf8(value, MAX_SHORT_STRING_BYTES)
 
 
