@@ -383,6 +383,24 @@ def test_an_update_that_cannot_be_serialised_is_dropped_alone_and_its_batch_arri
     assert any("cannot be serialised" in line for line in log_lines)
 
 
+def test_an_update_the_schema_cannot_take_is_dropped_alone_and_its_batch_arrives(api, log_lines):
+    good = [new_id() for _ in range(3)]
+    bad = new_id()
+    reporter = GraphQLReporter(api.url, None, max_batch=4, linger_s=NEVER_S)
+    try:
+        reporter.report(update(good[0], TaskStatus.COMPLETED, attempt=1))
+        # GraphQL's Int is 32-bit: the variable is refused, and with it the whole request.
+        reporter.report(update(bad, TaskStatus.COMPLETED, attempt=2**40))
+        reporter.report(update(good[1], TaskStatus.COMPLETED, attempt=1))
+        reporter.report(update(good[2], TaskStatus.COMPLETED, attempt=1))
+        # Well within GRAPHQL_ERROR_RETRY_S: the update at fault is found, not waited out.
+        wait_for(lambda: all(fetch_task(api.url, task_id) for task_id in good), timeout=15)
+    finally:
+        reporter.close(0.2)
+    assert fetch_task(api.url, bad) is None
+    assert any("32-bit" in line for line in log_lines)
+
+
 def test_text_no_utf8_encoder_accepts_is_replaced_and_the_update_arrives(api):
     task_id = new_id()
     reporter = GraphQLReporter(api.url, None)

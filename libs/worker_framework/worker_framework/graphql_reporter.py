@@ -22,10 +22,11 @@ What may be lost, and when:
   one. Every drop is counted in the log.
 - Each update is serialised on its own: one that cannot be (or that the API refuses as
   invalid, ``BAD_USER_INPUT``) is dropped alone with an error in the log, never its batch.
-  A request the API refuses whole (HTTP 400 or 413) is split in halves until the update at
-  fault is alone; a lone update refused with 413 is sent again without its result (see
-  below), then dropped if still refused. Other GraphQL ``errors`` are retried for
-  ``GRAPHQL_ERROR_RETRY_S``, then dropped the same way.
+  A request the API refuses whole (HTTP 400 or 413, or a GraphQL request error such as a
+  variable the schema cannot take) is split in halves until the update at fault is alone; a
+  lone update refused with 413 is sent again without its result (see below), then dropped if
+  still refused. Other GraphQL ``errors`` are retried for ``GRAPHQL_ERROR_RETRY_S``, then
+  dropped the same way.
 - A result larger than ``max_result_bytes`` (serialised) is not sent: the update carries
   :data:`RESULT_OMITTED_KEY` instead, so the task still reaches its final status.
 - Memory is bounded in bytes (``max_pending_bytes``, the serialised size of pending updates)
@@ -218,6 +219,19 @@ def to_input(update: ProgressUpdate) -> dict[str, Any]:
     if update.result is not None:
         values["result"] = update.result
     return values
+
+
+def _request_error(body: Any) -> str | None:
+    """The message of a GraphQL *request* error (no data, errors without a field path)."""
+    if not isinstance(body, dict) or body.get("data") is not None:
+        return None
+    errors = body.get("errors")
+    if not isinstance(errors, list) or not errors:
+        return None
+    if any(isinstance(error, dict) and error.get("path") for error in errors):
+        return None
+    first = errors[0]
+    return str(first.get("message") if isinstance(first, dict) else first)[:300]
 
 
 @functools.lru_cache(maxsize=64)
@@ -625,6 +639,11 @@ class GraphQLReporter(ProgressReporter):
         except ValueError:
             self._refused_since = None
             raise _DeliveryError("response is not JSON", refused=False, started=started) from None
+        request_error = _request_error(body)
+        if request_error is not None:
+            # The whole document was refused before any field ran (a variable the schema
+            # cannot take): deterministic, so split the batch to find the update at fault.
+            raise _Refused(request_error)
         retry, rejected = self._classify(pending, body)
         accepted = len(pending) - len(retry) - len(rejected)
         with self._lock:
