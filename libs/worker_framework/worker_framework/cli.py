@@ -25,6 +25,7 @@ from worker_framework.errors import (
     SettingsError,
     TooManyAbandonedThreads,
     TopologyMismatch,
+    UnencodableMessage,
 )
 from worker_framework.inbound import ATTEMPT_HEADER, DROPPED_HEADERS_HEADER, normalise
 from worker_framework.logging import configure_logging
@@ -274,7 +275,12 @@ def build_cli(worker_cls: type[BaseWorker[Any, Any]]) -> click.Group:
                 task_id = task_id_from(message.body, message.message_id)
                 if ids and task_id not in ids:
                     continue
-                connection.publish(env.queue, replay_message(message))
+                try:
+                    connection.publish(env.queue, replay_message(message))
+                except UnencodableMessage as error:
+                    # Left in the dead-letter queue (released below); the others go on.
+                    click.echo(f"skipped {task_id}: {error}", err=True)
+                    continue
                 connection.ack(delivery)
                 replayed += 1
                 click.echo(task_id)
