@@ -24,6 +24,7 @@ from worker_framework.testing import (
     RecordingReporter,
     WorkerProcess,
     WorkerThread,
+    amqp_url,
     settings_env,
     wait_for,
 )
@@ -185,6 +186,27 @@ def test_headers_filling_the_frame_still_yield_a_dead_letter_and_the_worker_surv
     assert dead.header("x-error-message") == "told to fail permanently"
     assert "dropped (headers over" in dead.header("x-dropped-headers")
     assert dead.body == b'{"id": "bulky", "fail_permanently": true}'
+
+
+def test_a_copy_too_large_for_the_negotiated_frame_becomes_a_minimal_dead_letter(
+    client, make_settings, reply_queue, producer
+):
+    # The worker negotiates 8 KiB frames: the delivery fits, its dead letter with the
+    # framework's headers added would not, and sending it would make the broker drop the
+    # connection (and redeliver the message, forever).
+    settings = make_settings(amqp_url=f"{amqp_url()}?frame_max=8192")
+    body = b'{"id": "tight", "fail_permanently": true}'
+    with WorkerThread(ProbeWorker, settings) as worker:
+        producer.publish(settings.worker_queue, body, {"x-filler": "f" * 8100})
+        [dead] = client.wait_for_messages(dead_letter_queue_name(settings.worker_queue), 1)
+        client.publish_task(settings.worker_queue, {"id": "after"}, reply_to=reply_queue)
+        client.wait_for_messages(reply_queue, 1)
+        assert worker.consumer.reconnects == 0
+    assert dead.body == body
+    assert dead.header("x-error-type") == "OutcomeNotStored"
+    assert "exceed the frame size" in dead.header("x-error-message")
+    assert "told to fail permanently" in dead.header("x-error-message")
+    assert dead.header("x-filler") is None
 
 
 @contextlib.contextmanager
