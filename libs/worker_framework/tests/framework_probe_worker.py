@@ -30,6 +30,8 @@ class ProbeTask(BaseModel):
     secret_in_error: str | None = None
     #: A file the probe appends a line to each time it runs the task (tests count them).
     executions_log: str | None = None
+    #: Return a result holding bytes that are not UTF-8: it cannot become JSON.
+    unserialisable_result: bool = False
 
 
 class ProbeResult(BaseModel):
@@ -39,6 +41,7 @@ class ProbeResult(BaseModel):
     attempt: int
     redelivered: bool
     pid: int
+    blob: bytes | None = None
 
 
 class ProbeWorker(BaseWorker[ProbeTask, ProbeResult]):
@@ -68,7 +71,11 @@ class ProbeWorker(BaseWorker[ProbeTask, ProbeResult]):
         if ctx.attempt <= task.fail_times:
             raise WorkerError(f"told to fail (attempt {ctx.attempt} of {task.fail_times} failing)")
         return ProbeResult(
-            id=task.id, attempt=ctx.attempt, redelivered=ctx.redelivered, pid=os.getpid()
+            id=task.id,
+            attempt=ctx.attempt,
+            redelivered=ctx.redelivered,
+            pid=os.getpid(),
+            blob=b"\xff\xfe" if task.unserialisable_result else None,
         )
 
 

@@ -18,6 +18,7 @@ from decimal import Decimal
 import pytest
 from framework_probe_worker import ProbeWorker
 from hostile_producer import Double, HostileProducer, RawTimestamp
+from worker_framework import TaskStatus
 from worker_framework.inbound import MAX_ATTEMPT, attempt_from
 from worker_framework.retry_policy import dead_letter_queue_name, retry_queue_name
 from worker_framework.testing import (
@@ -207,6 +208,21 @@ def test_a_copy_too_large_for_the_negotiated_frame_becomes_a_minimal_dead_letter
     assert "exceed the frame size" in dead.header("x-error-message")
     assert "told to fail permanently" in dead.header("x-error-message")
     assert dead.header("x-filler") is None
+
+
+def test_a_result_that_cannot_become_json_is_dead_lettered_and_the_worker_keeps_consuming(
+    client, make_settings, reply_queue
+):
+    settings = make_settings()
+    reporter = RecordingReporter()
+    with WorkerThread(ProbeWorker, settings, reporter=reporter) as worker:
+        client.publish_task(settings.worker_queue, {"id": "blob", "unserialisable_result": True})
+        [dead] = client.wait_for_messages(dead_letter_queue_name(settings.worker_queue), 1)
+        client.publish_task(settings.worker_queue, {"id": "after"}, reply_to=reply_queue)
+        client.wait_for_messages(reply_queue, 1)
+        assert worker.consumer.reconnects == 0
+    assert dead.header("x-error-type") == "ResultNotSerialisable"
+    assert reporter.for_task("blob")[-1].status is TaskStatus.FAILED
 
 
 @contextlib.contextmanager

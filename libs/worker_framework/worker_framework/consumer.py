@@ -567,19 +567,20 @@ class Consumer:
         """Return a delivery whose outcome could not be stored to its queue (nothing is lost)."""
         delivery: Delivery = job.payload
         connection = self._connection
+        if self._unsettled.pop(delivery.delivery_tag, None) is None:
+            return  # already acknowledged (or its connection is gone): nothing to give back
         if connection is not None and job.generation == self._generation:
             connection.requeue(delivery)
-        self._unsettled.pop(delivery.delivery_tag, None)
 
     def _task_log(self, run: TaskRun) -> Logger:
         # Bound only where a line is written: most settlements log nothing (the hot path).
         return self.log.bind(task_id=run.task_id, attempt=run.attempt)
 
     def _report_final(self, run: TaskRun) -> None:
-        update = self.runner.final_update(run)
-        if update is None:
-            return  # the message names no task: nothing to report it under
         try:
+            update = self.runner.final_update(run)
+            if update is None:
+                return  # the message names no task: nothing to report it under
             self.reporter.report(update)
         # Reporters must not raise; one that does anyway must not stop the I/O loop.
         except Exception:  # noqa: BLE001

@@ -36,14 +36,16 @@ MAX_ERROR_TYPE_BYTES = 200
 
 @dataclass(frozen=True)
 class Completed:
-    """``execute_task`` returned ``model``, the worker's result."""
+    """``execute_task`` returned ``model``, the worker's result (``data``: its JSON form, when
+    the task runner already made it)."""
 
     model: BaseModel
+    data: dict[str, Any] | None = None
 
     @property
     def result(self) -> dict[str, Any]:
         """The result as JSON-compatible data."""
-        return self.model.model_dump(mode="json")
+        return self.data if self.data is not None else self.model.model_dump(mode="json")
 
     @property
     def result_json(self) -> bytes:

@@ -184,7 +184,15 @@ class TaskRunner:
                 result = self._result_model.model_validate(result)
         except Exception as error:  # noqa: BLE001 - every failure becomes an outcome
             return self._failure(error, task, ctx)
-        return Completed(result)
+        try:
+            # Here, on the task's thread: a result that cannot become JSON (bytes that are not
+            # UTF-8, say) is the task's failure, not the I/O thread's.
+            data = result.model_dump(mode="json")
+        except Exception as error:  # noqa: BLE001 - pydantic raises several kinds here
+            message = redact(f"the result cannot be serialised: {type(error).__name__}: {error}")
+            ctx.logger.error("{}", message)
+            return DeadLettered("ResultNotSerialisable", message)
+        return Completed(result, data)
 
     def _failure(self, error: Exception, task: BaseModel, ctx: TaskContext) -> Outcome:
         if isinstance(error, ValidationError):
