@@ -12,7 +12,7 @@ import pytest
 from loguru import logger
 from psycopg import sql
 from task_api.testing import TaskApiServer, fetch_task, free_port
-from worker_framework.graphql_reporter import GraphQLReporter
+from worker_framework.graphql_reporter import RESULT_OMITTED_KEY, GraphQLReporter
 from worker_framework.progress import ProgressUpdate, TaskStatus
 from worker_framework.testing import wait_for
 
@@ -329,7 +329,7 @@ def test_an_update_the_api_rejects_as_invalid_is_dropped_and_later_ones_still_ar
     assert any("rejected" in line and "attempt" in line for line in log_lines)
 
 
-def test_an_update_over_the_api_body_limit_is_dropped_and_the_rest_of_its_batch_arrives(
+def test_an_update_over_the_api_body_limit_arrives_without_its_result_and_its_batch_too(
     log_lines,
 ):
     server = TaskApiServer(extra_env={"TASK_API_MAX_BODY_BYTES": "4096"})
@@ -349,5 +349,88 @@ def test_an_update_over_the_api_body_limit_is_dropped_and_the_rest_of_its_batch_
     finally:
         server.stop()
     assert [task["status"] if task else None for task in tasks] == ["COMPLETED"] * 3
-    assert huge_task is None
+    assert huge_task is not None
+    assert huge_task["status"] == "COMPLETED"
+    assert huge_task["result"] == {RESULT_OMITTED_KEY: "result too large for the progress API"}
     assert any("too large" in line for line in log_lines)
+
+
+def test_a_result_over_the_size_limit_is_left_out_and_the_final_status_arrives(api):
+    task_id = new_id()
+    reporter = GraphQLReporter(api.url, None, max_result_bytes=1000)
+
+    reporter.report(update(task_id, TaskStatus.COMPLETED, attempt=1, result={"blob": "x" * 2000}))
+    reporter.close(FLUSH_S)
+
+    task = fetch_task(api.url, task_id)
+    assert task is not None
+    assert task["status"] == "COMPLETED"
+    assert task["result"] == {RESULT_OMITTED_KEY: "result too large (2012 bytes)"}
+
+
+def test_an_update_that_cannot_be_serialised_is_dropped_alone_and_its_batch_arrives(api, log_lines):
+    good = [new_id() for _ in range(3)]
+    reporter = GraphQLReporter(api.url, None, max_batch=4, linger_s=NEVER_S)
+    try:
+        reporter.report(update(good[0], TaskStatus.COMPLETED, attempt=1))
+        # What a message id that is not UTF-8 used to become: bytes, which JSON cannot hold.
+        reporter.report(update(b"id-\xff", TaskStatus.FAILED, attempt=1))  # type: ignore[arg-type]
+        reporter.report(update(good[1], TaskStatus.COMPLETED, attempt=1))
+        reporter.report(update(good[2], TaskStatus.COMPLETED, attempt=1))
+        wait_for(lambda: all(fetch_task(api.url, task_id) for task_id in good), timeout=FLUSH_S)
+    finally:
+        reporter.close(0.2)
+    assert any("cannot be serialised" in line for line in log_lines)
+
+
+def test_an_update_the_schema_cannot_take_is_dropped_alone_and_its_batch_arrives(api, log_lines):
+    good = [new_id() for _ in range(3)]
+    bad = new_id()
+    reporter = GraphQLReporter(api.url, None, max_batch=4, linger_s=NEVER_S)
+    try:
+        reporter.report(update(good[0], TaskStatus.COMPLETED, attempt=1))
+        # GraphQL's Int is 32-bit: the variable is refused, and with it the whole request.
+        reporter.report(update(bad, TaskStatus.COMPLETED, attempt=2**40))
+        reporter.report(update(good[1], TaskStatus.COMPLETED, attempt=1))
+        reporter.report(update(good[2], TaskStatus.COMPLETED, attempt=1))
+        # Well within GRAPHQL_ERROR_RETRY_S: the update at fault is found, not waited out.
+        wait_for(lambda: all(fetch_task(api.url, task_id) for task_id in good), timeout=15)
+    finally:
+        reporter.close(0.2)
+    assert fetch_task(api.url, bad) is None
+    assert any("32-bit" in line for line in log_lines)
+
+
+def test_text_no_utf8_encoder_accepts_is_replaced_and_the_update_arrives(api):
+    task_id = new_id()
+    reporter = GraphQLReporter(api.url, None)
+
+    reporter.report(
+        update(task_id, TaskStatus.FAILED, attempt=1, error_message="bad \ud800 surrogate")
+    )
+    reporter.close(FLUSH_S)
+
+    task = fetch_task(api.url, task_id)
+    assert task is not None
+    assert task["status"] == "FAILED"
+    assert task["errorMessage"] == "bad ? surrogate"
+
+
+def test_pending_updates_are_bounded_in_bytes_dropping_the_oldest_status_change(log_lines):
+    server = TaskApiServer()
+    ids = [new_id() for _ in range(4)]
+    # Each update holds about 1 340 bytes: three fit in 4 500, the fourth pushes the first out.
+    # Nothing is sent before close() (the linger never ends), so the queue holds all four.
+    reporter = GraphQLReporter(server.url, None, max_pending_bytes=4500, linger_s=NEVER_S)
+    try:
+        for task_id in ids:
+            reporter.report(
+                update(task_id, TaskStatus.COMPLETED, attempt=1, result={"b": "x" * 990})
+            )
+        server.start()
+        reporter.close(FLUSH_S)
+        tasks = [fetch_task(server.url, task_id) for task_id in ids]
+    finally:
+        server.stop()
+    assert [task["status"] if task else None for task in tasks] == [None] + ["COMPLETED"] * 3
+    assert any("progress queue full" in line for line in log_lines)

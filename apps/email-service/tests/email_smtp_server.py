@@ -38,9 +38,12 @@ class RecordingHandler:
     ``rcpt_replies`` maps a recipient to the reply its RCPT gets (e.g. ``"550 5.1.1 no such
     user"``); ``data_reply`` replaces every DATA acceptance (e.g. ``"451 4.3.0 try later"``);
     ``first_data_replies`` replace only the first DATA acceptances, one each, in order.
+    ``greylisted`` recipients get ``450`` on their first RCPT and are accepted afterwards, as a
+    greylisting server does.
     """
 
     rcpt_replies: dict[str, str] = field(default_factory=dict)
+    greylisted: set[str] = field(default_factory=set)
     data_reply: str | None = None
     first_data_replies: list[str] = field(default_factory=list)
     received: list[ReceivedMessage] = field(default_factory=list)
@@ -56,6 +59,9 @@ class RecordingHandler:
         reply = self.rcpt_replies.get(address)
         if reply is not None:
             return reply
+        if address in self.greylisted:
+            self.greylisted.discard(address)
+            return "450 4.2.0 Greylisted, come back later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

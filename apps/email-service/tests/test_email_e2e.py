@@ -130,6 +130,53 @@ def test_a_4xx_is_retried_and_the_retry_keeps_the_message_id(
     assert TaskStatus.RETRY_SCHEDULED in statuses and statuses[-1] is TaskStatus.COMPLETED
 
 
+def test_recipients_deferred_while_others_were_accepted_are_retried_alone(
+    start_smtp_server: ServerFactory,
+    ca_file: Path,
+    e2e_settings: Any,
+    queue_client: QueueClient,
+    reply_queue: str,
+) -> None:
+    server = start_smtp_server("starttls", greylisted={"bruno@example.com"})
+    settings = e2e_settings(server, ca_file)
+    reporter = RecordingReporter()
+    task = {"id": "e2e-grey-1", **WELCOME, "cc": ["bruno@example.com"], "bcc": ["c@example.com"]}
+    with WorkerThread(EmailWorker, settings, reporter=reporter):
+        queue_client.publish_task(settings.worker_queue, task, reply_to=reply_queue)
+        [reply] = queue_client.wait_for_messages(reply_queue, 1)
+
+    first, second = server.received
+    assert first.rcpt_tos == ["ana@example.com", "c@example.com"]
+    assert second.rcpt_tos == ["bruno@example.com"]
+    assert reply.header("x-attempt") == 2
+    assert reply.json()["accepted"] == ["ana@example.com", "c@example.com", "bruno@example.com"]
+    statuses = [update.status for update in reporter.for_task("e2e-grey-1")]
+    assert TaskStatus.RETRY_SCHEDULED in statuses and statuses[-1] is TaskStatus.COMPLETED
+
+
+def test_recipients_still_deferred_when_retries_run_out_fail_the_task(
+    start_smtp_server: ServerFactory,
+    ca_file: Path,
+    e2e_settings: Any,
+    queue_client: QueueClient,
+) -> None:
+    server = start_smtp_server(
+        "starttls", rcpt_replies={"bruno@example.com": "450 4.2.0 Greylisted, come back later"}
+    )
+    settings = e2e_settings(server, ca_file)
+    reporter = RecordingReporter()
+    task = {"id": "e2e-grey-2", **WELCOME, "cc": ["bruno@example.com"]}
+    with WorkerThread(EmailWorker, settings, reporter=reporter):
+        queue_client.publish_task(settings.worker_queue, task)
+        [dead] = queue_client.wait_for_messages(f"{settings.worker_queue}.dlq", 1)
+        wait_for(lambda: reporter.for_task("e2e-grey-2")[-1].status is TaskStatus.FAILED)
+
+    # Ana got the message once; the retries went to bruno alone, who never accepted it.
+    assert [received.rcpt_tos for received in server.received] == [["ana@example.com"]]
+    assert "retries exhausted" in dead.header("x-error-message")
+    assert "bruno@example.com" in dead.header("x-error-message")
+
+
 def test_a_5xx_dead_letters_the_task_with_the_servers_reply(
     start_smtp_server: ServerFactory, ca_file: Path, e2e_settings: Any, queue_client: QueueClient
 ) -> None:

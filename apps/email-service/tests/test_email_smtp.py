@@ -299,6 +299,22 @@ def test_some_recipients_refused_still_delivers_and_reports_them(
     assert server.received[0].rcpt_tos == ["ana@example.com", "audit@example.com"]
 
 
+def test_a_retry_sends_only_to_recipients_its_earlier_attempts_did_not_settle(
+    start_smtp_server: ServerFactory,
+    ca_file: Path,
+    settings_for: SettingsFor,
+    make_context: ContextFactory,
+) -> None:
+    server = start_smtp_server()
+    ctx = make_context("welcome-42", attempt=2)
+    # What the first attempt saved, plus an address the task does not list: it is ignored.
+    ctx.state = {"accepted": ["ana@example.com", "mallory@example.com"], "refused": {}}
+    worker = EmailWorker(settings_for(server, ca_file))
+    result = worker.execute_task(_welcome(), ctx)
+    assert server.received[0].rcpt_tos == ["bruno@example.com", "audit@example.com"]
+    assert result.accepted == ["ana@example.com", "bruno@example.com", "audit@example.com"]
+
+
 def test_a_refused_connection_is_transient(
     closed_port: int, ca_file: Path, settings_for: SettingsFor, make_context: ContextFactory
 ) -> None:

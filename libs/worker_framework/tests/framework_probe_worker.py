@@ -28,6 +28,10 @@ class ProbeTask(BaseModel):
     #: A file the probe writes its pid into when it starts (tests wait for it).
     started_marker: str | None = None
     secret_in_error: str | None = None
+    #: A file the probe appends a line to each time it runs the task (tests count them).
+    executions_log: str | None = None
+    #: Return a result holding bytes that are not UTF-8: it cannot become JSON.
+    unserialisable_result: bool = False
 
 
 class ProbeResult(BaseModel):
@@ -37,6 +41,7 @@ class ProbeResult(BaseModel):
     attempt: int
     redelivered: bool
     pid: int
+    blob: bytes | None = None
 
 
 class ProbeWorker(BaseWorker[ProbeTask, ProbeResult]):
@@ -52,6 +57,9 @@ class ProbeWorker(BaseWorker[ProbeTask, ProbeResult]):
         """Behave as the task says."""
         if task.started_marker:
             Path(task.started_marker).write_text(str(os.getpid()))
+        if task.executions_log:
+            with open(task.executions_log, "a") as log:
+                log.write(f"{ctx.attempt}\n")
         for step in range(1, task.progress_steps + 1):
             ctx.progress(step * 100 // task.progress_steps, f"step {step}")
         if task.sleep_s and not (task.sleep_unless_redelivered and ctx.redelivered):
@@ -63,7 +71,11 @@ class ProbeWorker(BaseWorker[ProbeTask, ProbeResult]):
         if ctx.attempt <= task.fail_times:
             raise WorkerError(f"told to fail (attempt {ctx.attempt} of {task.fail_times} failing)")
         return ProbeResult(
-            id=task.id, attempt=ctx.attempt, redelivered=ctx.redelivered, pid=os.getpid()
+            id=task.id,
+            attempt=ctx.attempt,
+            redelivered=ctx.redelivered,
+            pid=os.getpid(),
+            blob=b"\xff\xfe" if task.unserialisable_result else None,
         )
 
 

@@ -8,6 +8,7 @@ import signal
 import pytest
 from click.testing import CliRunner
 from framework_probe_worker import ProbeWorker
+from hostile_producer import HostileProducer
 from worker_framework import TaskStatus
 from worker_framework.cli import build_cli
 from worker_framework.retry_policy import dead_letter_queue_name
@@ -114,6 +115,33 @@ def test_dlq_list_shows_id_error_attempts_and_failed_at_without_removing(client,
     as_json = json.loads(invoke(settings, "dlq", "list", "--json").stdout)
     assert as_json["id"] == "dead-1" and as_json["attempts"] == 1 and as_json["failed_at"]
     assert client.message_count(dead_letter_queue_name(settings.worker_queue)) == 1
+
+
+def test_dlq_list_prints_one_line_per_dead_letter_whatever_its_headers_hold(client, make_settings):
+    settings = make_settings()
+    dlq_name = dead_letter_queue_name(settings.worker_queue)
+    client.declare_reply_queue(dlq_name)
+    with HostileProducer() as producer:
+        producer.publish(
+            dlq_name,
+            b"not json",
+            {
+                "x-error-type": b"Bad\xffType",
+                "x-error-message": "line one\nline two\tand a tab",
+                "x-attempt": "123456789012345678901",
+                "x-dropped-headers": "x-huge: integer beyond 64 bits, sent as text",
+            },
+            message_id=b"id-\xfe",
+        )
+    result = invoke(settings, "dlq", "list")
+    assert result.exit_code == 0, result.output
+    [line] = result.stdout.splitlines()
+    assert line.split("\t")[:3] == ["id-\ufffd", "Bad\ufffdType", "attempts=1000000"]
+    assert "line one line two and a tab" in line
+    [entry] = [
+        json.loads(text) for text in invoke(settings, "dlq", "list", "--json").stdout.splitlines()
+    ]
+    assert entry["dropped_headers"] == "x-huge: integer beyond 64 bits, sent as text"
 
 
 def test_dlq_list_and_replay_handle_a_dead_letter_nested_too_deeply_to_decode(

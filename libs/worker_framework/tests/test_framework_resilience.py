@@ -266,3 +266,31 @@ def test_worker_keeps_retrying_an_unreachable_broker_and_still_stops_on_request(
     thread.join(10)
     assert not thread.is_alive()
     assert not consumer.consuming.is_set()
+
+
+def test_past_the_abandoned_thread_limit_the_worker_exits_for_a_restart_returning_its_tasks(
+    client, make_settings
+):
+    settings = make_settings(worker_max_retries=0)
+    env = _env(
+        settings,
+        WORKER_TASK_TIMEOUT_S="0.5",
+        WORKER_MAX_ABANDONED_THREADS="1",
+        WORKER_SHUTDOWN_GRACE_S="1",
+    )
+    with WorkerProcess(PROBE, "run", env=env) as worker:
+        wait_for(lambda: client.consumer_count(settings.worker_queue) == 1)
+        for n in range(4):
+            client.publish_task(settings.worker_queue, {"id": f"hang-{n}", "sleep_s": 60})
+        client.publish_task(settings.worker_queue, {"id": "ordinary"})
+        assert worker.wait(60) == 1, worker.output()
+        assert "WORKER_MAX_ABANDONED_THREADS=1" in worker.output()
+    # Two tasks timed out (the second pushed the abandoned threads past 1); the rest are back.
+    dead = client.wait_for_messages(dead_letter_queue_name(settings.worker_queue), 2)
+    assert {message.header("x-error-type") for message in dead} == {"TaskTimeout"}
+    wait_for(lambda: client.message_count(settings.worker_queue) == 3)
+    assert {m.json()["id"] for m in client.peek(settings.worker_queue)} == {
+        "hang-2",
+        "hang-3",
+        "ordinary",
+    }

@@ -13,17 +13,25 @@ returns only once RabbitMQ has taken responsibility for the message, and raises
 from __future__ import annotations
 
 import contextlib
+import struct
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pika
+import pika.data
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 from shared_utils.redaction import redact_url
 
-from worker_framework.errors import BrokerUnavailable, PublishFailed, TopologyMismatch
+from worker_framework.errors import (
+    BrokerUnavailable,
+    PublishFailed,
+    TopologyMismatch,
+    UnencodableMessage,
+)
 from worker_framework.logging import redact
 
 #: AMQP reply code for "declared with different arguments than the existing queue".
@@ -35,11 +43,22 @@ NOT_FOUND = 404
 BLOCKED_CONNECTION_TIMEOUT_S = 120
 #: Persistent delivery mode: messages survive a broker restart.
 PERSISTENT = 2
+#: The header a delivery gets instead of its own when pika cannot decode them (the value says
+#: why); see :func:`_tolerant_decode_table`.
+UNDECODABLE_HEADERS = "x-undecodable-headers"
+#: Bytes of a frame that are not payload (type, channel, size, end marker).
+FRAME_OVERHEAD = 8
+#: Bytes of a content header frame's payload besides the properties (class, weight, body size).
+CONTENT_HEADER_OVERHEAD = 12
 
 
 @dataclass(slots=True)
 class Delivery:
-    """One message received from a queue, with the channel it must be settled on."""
+    """One message received from a queue, with the channel it must be settled on.
+
+    The fields are the producer's, as pika decoded them (bytes where text was not UTF-8, ints
+    of any size, ...): read them through :func:`worker_framework.inbound.normalise`.
+    """
 
     body: bytes
     headers: dict[str, Any]
@@ -71,6 +90,40 @@ class QueueSpec:
 
     name: str
     arguments: Mapping[str, Any] = field(default_factory=dict)
+
+
+_pika_decode_table = pika.data.decode_table
+_decoding = threading.local()
+
+
+def _tolerant_decode_table(encoded: bytes, offset: int) -> tuple[dict[Any, Any], int]:
+    """pika's ``decode_table``, except that a table pika cannot decode does not kill the
+    connection.
+
+    RabbitMQ passes on field values pika's decoder raises on (a timestamp beyond year 9999,
+    tables nested deeper than Python's recursion limit). Raised in the I/O loop, that error
+    drops the connection; the broker redelivers the message and the worker reconnects into
+    the same error, forever. Instead the outermost table of a message's headers becomes
+    ``{UNDECODABLE_HEADERS: reason}`` and decoding continues after it (its length is known).
+    Nested tables go to pika's function unchanged.
+    """
+    if getattr(_decoding, "active", False):
+        nested: tuple[dict[Any, Any], int] = _pika_decode_table(encoded, offset)
+        return nested
+    _decoding.active = True
+    try:
+        decoded: tuple[dict[Any, Any], int] = _pika_decode_table(encoded, offset)
+        return decoded
+    except Exception as error:  # noqa: BLE001 - whatever the decoder raises on a hostile value
+        (size,) = struct.unpack_from(">I", encoded, offset)
+        reason = f"pika could not decode them ({type(error).__name__})"
+        return {UNDECODABLE_HEADERS: reason}, offset + 4 + size
+    finally:
+        _decoding.active = False
+
+
+# Message properties are decoded through this module-level name (``data.decode_table``).
+pika.data.decode_table = _tolerant_decode_table
 
 
 @contextlib.contextmanager
@@ -226,7 +279,12 @@ class BrokerConnection:
     # -- publishing ----------------------------------------------------------------------------
 
     def publish(self, routing_key: str, message: OutgoingMessage) -> None:
-        """Publish through the default exchange and wait for the broker's confirm."""
+        """Publish through the default exchange and wait for the broker's confirm.
+
+        Raises :class:`UnencodableMessage` (nothing sent, the connection intact) when the
+        properties cannot be encoded or do not fit in one frame, :class:`PublishFailed` when the
+        broker refuses the message, :class:`BrokerUnavailable` when the connection fails.
+        """
         properties = BasicProperties(
             content_type=message.content_type,
             delivery_mode=PERSISTENT,
@@ -236,11 +294,35 @@ class BrokerConnection:
             reply_to=message.reply_to,
             expiration=str(message.expiration_ms) if message.expiration_ms is not None else None,
         )
+        self._check_encodable(routing_key, properties)
         with _translated(f"publishing to {routing_key!r}"):
             if self._publisher is None or not self._publisher.is_open:
                 self._publisher = self._connection.channel()
                 self._publisher.confirm_delivery()
             self._publisher.basic_publish("", routing_key, message.body, properties, mandatory=True)
+
+    def _check_encodable(self, routing_key: str, properties: BasicProperties) -> None:
+        """Encode the properties as pika will, before anything is sent.
+
+        An encoding error inside pika's publish would surface as a broken connection, and a
+        header frame larger than the negotiated frame size makes the broker close it: either
+        would turn one message into a reconnect loop.
+        """
+        try:
+            if len(routing_key.encode("utf-8")) > 255:
+                raise ValueError("routing key longer than 255 bytes")
+            size = sum(len(piece) for piece in properties.encode())
+        except Exception as error:  # noqa: BLE001 - pika raises assorted errors on bad values
+            raise UnencodableMessage(
+                f"publishing to {routing_key!r}: properties cannot be encoded "
+                f"({type(error).__name__})"
+            ) from None
+        frame_max = int(self._connection._impl.params.frame_max)
+        if size + CONTENT_HEADER_OVERHEAD + FRAME_OVERHEAD > frame_max:
+            raise UnencodableMessage(
+                f"publishing to {routing_key!r}: {size} bytes of properties exceed the frame "
+                f"size ({frame_max})"
+            )
 
     # -- consuming -----------------------------------------------------------------------------
 

@@ -23,17 +23,18 @@ from worker_framework.errors import (
     BrokerUnavailable,
     PublishFailed,
     SettingsError,
+    TooManyAbandonedThreads,
     TopologyMismatch,
+    UnencodableMessage,
 )
+from worker_framework.inbound import ATTEMPT_HEADER, DROPPED_HEADERS_HEADER, normalise
 from worker_framework.logging import configure_logging
 from worker_framework.outcomes import (
-    ATTEMPT_HEADER,
     ERROR_MESSAGE_HEADER,
     ERROR_TYPE_HEADER,
     FAILED_AT_HEADER,
     Completed,
     DeadLettered,
-    attempt_of,
     replay_message,
 )
 from worker_framework.progress import (
@@ -139,7 +140,7 @@ def build_cli(worker_cls: type[BaseWorker[Any, Any]]) -> click.Group:
             SignalHandlers(consumer.request_stop).install()
             env.worker.initialize()
             consumer.run()
-        except TopologyMismatch as error:
+        except (TopologyMismatch, TooManyAbandonedThreads) as error:
             _fail(str(error), code=1)
         except Exception:  # noqa: BLE001 - logged (redacted) instead of a raw traceback
             logger.exception("worker stopped by an unexpected error")
@@ -270,10 +271,16 @@ def build_cli(worker_cls: type[BaseWorker[Any, Any]]) -> click.Group:
         replayed = 0
         try:
             for delivery in _take(connection, dlq_name, connection.message_count(dlq_name) or 0):
-                task_id = task_id_from(delivery.body, delivery.message_id)
+                message = normalise(delivery)
+                task_id = task_id_from(message.body, message.message_id)
                 if ids and task_id not in ids:
                     continue
-                connection.publish(env.queue, replay_message(delivery))
+                try:
+                    connection.publish(env.queue, replay_message(message))
+                except UnencodableMessage as error:
+                    # Left in the dead-letter queue (released below); the others go on.
+                    click.echo(f"skipped {task_id}: {error}", err=True)
+                    continue
                 connection.ack(delivery)
                 replayed += 1
                 click.echo(task_id)
@@ -326,19 +333,30 @@ def _take(connection: BrokerConnection, queue: str, limit: int) -> Iterator[Deli
         yield delivery
 
 
+#: ``dlq list`` shows at most this much of one header: a dead letter is anyone's text.
+MAX_LISTED_CHARS = 1000
+
+
 def _header_text(value: Any) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+    text = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+    # One line per dead letter, whatever the producer or an old worker put in the header.
+    return " ".join(text[:MAX_LISTED_CHARS].split())
 
 
 def _describe_dead_letter(delivery: Delivery) -> dict[str, Any]:
-    headers = delivery.headers
-    return {
-        "id": task_id_from(delivery.body, delivery.message_id),
+    message = normalise(delivery)
+    headers = message.headers
+    entry = {
+        "id": " ".join(task_id_from(message.body, message.message_id).split()),
         "error_type": _header_text(headers.get(ERROR_TYPE_HEADER, "")),
         "error_message": _header_text(headers.get(ERROR_MESSAGE_HEADER, "")),
-        "attempts": attempt_of(delivery),
+        "attempts": message.attempt,
         "failed_at": _header_text(headers.get(FAILED_AT_HEADER, "")),
     }
+    dropped = headers.get(DROPPED_HEADERS_HEADER)
+    if dropped:
+        entry["dropped_headers"] = _header_text(dropped)
+    return entry
 
 
 def run_worker(worker_cls: type[BaseWorker[Any, Any]]) -> None:

@@ -37,20 +37,37 @@ Unexpected errors
     escape it (a framework bug, a progress reporter that raises), the delivery becomes a dead
     letter named after the exception: every delivery is settled, none holds a prefetch slot
     until the broker's ``consumer_timeout``.
+
+Hostile input and total settlement
+    Each delivery is normalised on receipt (:mod:`worker_framework.inbound`); nothing after
+    reads the raw delivery. An outcome whose message cannot be built or encoded becomes a
+    minimal dead letter (``OutcomeNotStored``); one the broker refuses is tried again after
+    each of :data:`PUBLISH_RETRY_DELAYS_S` while the loop goes on (the task is not run again),
+    then dead-lettered minimally; only a refused minimal dead letter returns the delivery to
+    the queue. No error of a message reaches the loop, so none can cause a reconnect.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import backoff
 from loguru import logger
 
-from worker_framework.broker import BrokerConnection, Delivery, QueueSpec, describe_nodes
-from worker_framework.errors import BrokerUnavailable, PublishFailed
+from worker_framework.broker import (
+    BrokerConnection,
+    Delivery,
+    OutgoingMessage,
+    QueueSpec,
+    describe_nodes,
+)
+from worker_framework.errors import BrokerUnavailable, PublishFailed, TooManyAbandonedThreads
+from worker_framework.inbound import InboundMessage, normalise
 from worker_framework.logging import redact
 from worker_framework.outcomes import (
     Completed,
@@ -58,6 +75,7 @@ from worker_framework.outcomes import (
     RetryScheduled,
     attempt_of,
     dead_letter_message,
+    minimal_dead_letter,
     reply_message,
     retry_message,
 )
@@ -89,6 +107,23 @@ QUORUM_DELIVERY_LIMIT = 20
 #: A delivery still waiting for a thread after this fraction of ``WORKER_TASK_TIMEOUT_S`` is
 #: requeued, so every task that starts has at least the rest of the limit to run.
 WAITING_LIMIT_FRACTION = 0.5
+#: Waits before publishing an outcome the broker refused (nack, unroutable) again: about 8 s in
+#: all, long enough for a full queue to drain a little or a deleted one to be redeclared, short
+#: against the heartbeat; meanwhile the loop serves other deliveries. Then the next fallback.
+PUBLISH_RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+@dataclass
+class _PendingOutcome:
+    """An outcome's message on its way to the broker (``kind`` says which fallback is next)."""
+
+    job: Job
+    run: TaskRun
+    kind: str  # "reply", "retry", "dead-letter" or "minimal"
+    routing_key: str
+    message: OutgoingMessage | None
+    refusals: int = 0
+    due: float = 0.0
 
 
 def worker_topology(queue: str, settings: WorkerSettings) -> list[QueueSpec]:
@@ -171,9 +206,13 @@ class Consumer:
         self._generation = 0
         self._unsettled: dict[int, Job] = {}
         self._finished: collections.deque[tuple[Job, TaskRun]] = collections.deque()
+        #: Outcomes the broker refused, waiting for their next try (see PUBLISH_RETRY_DELAYS_S).
+        self._refused: list[_PendingOutcome] = []
         self._wake_pending = False
         # A plain flag: set from signal handlers, where taking locks is unsafe.
         self._stop_requested = False
+        #: Set when too many abandoned threads still run: :meth:`run` then raises.
+        self.restart_needed: str | None = None
 
     # -- public --------------------------------------------------------------------------------
 
@@ -185,6 +224,8 @@ class Consumer:
         """Consume until :meth:`request_stop`, reconnecting after connection losses."""
         with logger.contextualize(queue=self.queue, worker_type=self.runner.worker_type):
             self._run()
+        if self.restart_needed is not None:
+            raise TooManyAbandonedThreads(self.restart_needed)
 
     def _run(self) -> None:
         self._threads.start()
@@ -242,6 +283,7 @@ class Consumer:
         while not self._stop_requested:
             connection.process_events(LOOP_TICK_S)
             self._settle_finished()
+            self._retry_refused()
             self._enforce_time_limit()
             if (
                 connection.consumer_cancelled_by_broker
@@ -259,6 +301,7 @@ class Consumer:
         withdrawn = sum(1 for job in self._unsettled.values() if self._threads.withdraw(job))
         still_running = len(self._unsettled) - withdrawn
         self._unsettled.clear()
+        self._refused.clear()
         self.log.warning(
             "connection lost ({}); the broker redelivers {} queued and {} running tasks",
             error,
@@ -282,6 +325,7 @@ class Consumer:
         while self._unsettled and time.monotonic() < deadline:
             connection.process_events(min(LOOP_TICK_S, max(deadline - time.monotonic(), 0)))
             self._settle_finished()
+            self._retry_refused()
         if self._unsettled:
             self.log.warning(
                 "grace period over: {} unfinished tasks return to the queue", len(self._unsettled)
@@ -290,7 +334,10 @@ class Consumer:
     # -- deliveries and settlement -------------------------------------------------------------
 
     def _on_delivery(self, delivery: Delivery) -> None:
-        job = Job(delivery, self._generation, delivered_at=time.monotonic())
+        # The trust boundary: from here on only the normalised view is read.
+        job = Job(
+            delivery, self._generation, delivered_at=time.monotonic(), inbound=normalise(delivery)
+        )
         self._unsettled[delivery.delivery_tag] = job
         self._threads.submit(job)
 
@@ -305,19 +352,21 @@ class Consumer:
         return True
 
     def _run_job(self, job: Job) -> None:
-        delivery: Delivery = job.payload
-        attempt = attempt_of(delivery)
+        message: InboundMessage = job.inbound
         try:
             run = self.runner.run(
-                delivery.body,
-                attempt=attempt,
-                redelivered=delivery.redelivered,
-                message_id=delivery.message_id,
+                message.body,
+                attempt=message.attempt,
+                redelivered=message.redelivered,
+                message_id=message.message_id,
+                state=dict(message.state),
             )
         except Exception as error:  # noqa: BLE001 - an unsettled delivery would block the channel
             logger.exception("unexpected error running a task; dead-lettering it")
             outcome = DeadLettered(type(error).__name__, redact(str(error) or type(error).__name__))
-            run = run_for(delivery.body, outcome, attempt=attempt, message_id=delivery.message_id)
+            run = run_for(
+                message.body, outcome, attempt=message.attempt, message_id=message.message_id
+            )
         self._finished.append((job, run))
         # One wake-up per batch: the flag is cleared by the I/O thread before it drains.
         if not self._wake_pending:
@@ -330,7 +379,14 @@ class Consumer:
         self._wake_pending = False
         while self._finished:
             job, run = self._finished.popleft()
-            self._settle(job, run)
+            try:
+                self._settle(job, run)
+            except BrokerUnavailable:
+                raise
+            # Settlement is total: a surprise here must not take the I/O thread down.
+            except Exception:  # noqa: BLE001
+                self._task_log(run).exception("unexpected error settling a task; requeueing it")
+                self._give_back(job)
 
     def _settle(self, job: Job, run: TaskRun) -> None:
         delivery: Delivery = job.payload
@@ -347,55 +403,184 @@ class Consumer:
                 "task finished after its delivery's connection was lost; the broker redelivers it"
             )
             return
-        outcome = run.outcome
-        try:
-            if isinstance(outcome, Completed):
-                if delivery.reply_to:
-                    try:
-                        connection.publish(delivery.reply_to, reply_message(delivery, outcome))
-                    except PublishFailed as error:
-                        self._task_log(run).warning(
-                            "could not deliver the result to reply_to {!r}: {}",
-                            delivery.reply_to,
-                            error,
-                        )
-            elif isinstance(outcome, RetryScheduled):
-                connection.publish(
-                    retry_queue_name(self.queue, outcome.base_delay_ms),
-                    retry_message(delivery, outcome),
-                )
-            elif isinstance(outcome, DeadLettered):
-                connection.publish(
-                    dead_letter_queue_name(self.queue),
-                    dead_letter_message(delivery, outcome, run.attempt),
-                )
-                self._task_log(run).error(
-                    "dead-lettered: {}: {}", outcome.error_type, outcome.error_message
-                )
-        except PublishFailed as error:
-            # A delay or dead-letter queue went missing: recreate the topology and let the
-            # broker redeliver the task rather than ack something whose outcome is not stored.
-            self._task_log(run).error(
-                "could not store the task's outcome ({}); redeclaring queues and requeueing it",
-                error,
-            )
-            declare_topology(connection, self.queue, self.settings)
-            connection.requeue(delivery)
-            self._unsettled.pop(delivery.delivery_tag, None)
+        if isinstance(run.outcome, Completed) and not job.inbound.reply_to:
+            self._acknowledge(job, run)  # the hot path: nothing to publish
             return
-        connection.ack(delivery)
-        self._unsettled.pop(delivery.delivery_tag, None)
+        try:
+            pending = self._outcome_message(job, run)
+        except Exception as error:  # noqa: BLE001 - whatever the outcome held, settle the delivery
+            self._task_log(run).exception("could not build the outcome's message")
+            pending = self._minimal(job, run, error, "could not build the outcome's message")
+        self._publish_outcome(pending)
+
+    def _outcome_message(self, job: Job, run: TaskRun) -> _PendingOutcome:
+        message: InboundMessage = job.inbound
+        outcome = run.outcome
+        if isinstance(outcome, Completed):
+            if not message.reply_to:
+                return _PendingOutcome(job, run, "reply", "", None)
+            return _PendingOutcome(
+                job, run, "reply", message.reply_to, reply_message(message, outcome)
+            )
+        if isinstance(outcome, RetryScheduled):
+            return _PendingOutcome(
+                job,
+                run,
+                "retry",
+                retry_queue_name(self.queue, outcome.base_delay_ms),
+                retry_message(message, outcome),
+            )
+        return _PendingOutcome(
+            job,
+            run,
+            "dead-letter",
+            dead_letter_queue_name(self.queue),
+            dead_letter_message(message, outcome, run.attempt),
+        )
+
+    def _minimal(self, job: Job, run: TaskRun, error: Exception, why: str) -> _PendingOutcome:
+        """The last-resort dead letter, reporting the task FAILED with ``why``."""
+        original = run.outcome
+        detail = f"{why}: {type(error).__name__}: {redact(str(error))}"
+        if isinstance(original, RetryScheduled | DeadLettered):
+            detail += f" (outcome was {original.error_type}: {original.error_message})"
+        outcome = DeadLettered("OutcomeNotStored", detail)
+        message: InboundMessage = job.inbound
+        return _PendingOutcome(
+            job,
+            dataclasses.replace(run, outcome=outcome),
+            "minimal",
+            dead_letter_queue_name(self.queue),
+            minimal_dead_letter(message, outcome.error_type, outcome.error_message),
+        )
+
+    def _publish_outcome(self, pending: _PendingOutcome) -> None:
+        """Publish ``pending``'s message, then ack; on failure take the next fallback.
+
+        reply: a failed reply is logged and the task still counts as done. retry / dead-letter:
+        refused by the broker -> tried again after each of PUBLISH_RETRY_DELAYS_S, then a
+        minimal dead letter; unencodable (or any other error) -> a minimal dead letter at once.
+        minimal: refused or failing too -> the delivery returns to the queue.
+        """
+        connection = self._connection
+        job, run = pending.job, pending.run
+        if connection is None or job.generation != self._generation:
+            return  # the connection was lost meanwhile: the broker redelivers it
+        if pending.message is not None:
+            try:
+                connection.publish(pending.routing_key, pending.message)
+            except BrokerUnavailable:
+                raise
+            except PublishFailed as error:
+                if pending.kind != "reply":
+                    self._on_refused(pending, error)
+                    return
+                self._reply_failed(pending, error)
+            except Exception as error:  # noqa: BLE001 - unencodable, or a surprise: next fallback
+                if pending.kind == "reply":
+                    self._reply_failed(pending, error)
+                elif pending.kind != "minimal":
+                    self._task_log(run).error(
+                        "could not publish the {} to {!r} ({}); dead-lettering it with minimal "
+                        "headers",
+                        pending.kind,
+                        pending.routing_key,
+                        redact(str(error)),
+                    )
+                    self._publish_outcome(self._minimal(job, run, error, "could not publish it"))
+                    return
+                else:
+                    self._task_log(run).error(
+                        "could not publish even a minimal dead letter ({}); requeueing it",
+                        redact(str(error)),
+                    )
+                    self._give_back(job)
+                    return
+        self._acknowledge(job, run)
+
+    def _acknowledge(self, job: Job, run: TaskRun) -> None:
+        """The outcome is stored: ack the delivery and report the final status."""
+        if self._connection is not None:
+            self._connection.ack(job.payload)
+        self._unsettled.pop(job.payload.delivery_tag, None)
+        if isinstance(run.outcome, DeadLettered):
+            self._task_log(run).error(
+                "dead-lettered: {}: {}", run.outcome.error_type, run.outcome.error_message
+            )
         self._report_final(run)
+
+    def _reply_failed(self, pending: _PendingOutcome, error: Exception) -> None:
+        self._task_log(pending.run).warning(
+            "could not deliver the result to reply_to {!r}: {}",
+            pending.routing_key,
+            redact(str(error)),
+        )
+
+    def _on_refused(self, pending: _PendingOutcome, error: PublishFailed) -> None:
+        """The broker refused an outcome: try again later, bounded, then the next fallback."""
+        log = self._task_log(pending.run)
+        if pending.refusals < len(PUBLISH_RETRY_DELAYS_S):
+            delay = PUBLISH_RETRY_DELAYS_S[pending.refusals]
+            pending.refusals += 1
+            pending.due = time.monotonic() + delay
+            log.warning(
+                "could not store the task's outcome ({}); redeclaring queues, retry {} of {} "
+                "in {:.2f}s",
+                error,
+                pending.refusals,
+                len(PUBLISH_RETRY_DELAYS_S),
+                delay,
+            )
+            if self._connection is not None:
+                # A delay or dead-letter queue may have been deleted: recreate the topology.
+                try:
+                    declare_topology(self._connection, self.queue, self.settings)
+                except BrokerUnavailable:
+                    raise
+                except Exception:  # - the retry below is what matters
+                    log.exception("could not redeclare the queues")
+            self._refused.append(pending)
+            return
+        if pending.kind != "minimal":
+            log.error(
+                "the broker refused the {} {} times; dead-lettering with minimal headers",
+                pending.kind,
+                pending.refusals,
+            )
+            why = f"the broker refused the {pending.kind} copy {pending.refusals} times"
+            self._publish_outcome(self._minimal(pending.job, pending.run, error, why))
+            return
+        log.error("the broker refuses even a minimal dead letter ({}); requeueing it", error)
+        self._give_back(pending.job)
+
+    def _retry_refused(self) -> None:
+        if not self._refused:
+            return
+        now = time.monotonic()
+        due = [pending for pending in self._refused if pending.due <= now]
+        if due:
+            self._refused = [pending for pending in self._refused if pending.due > now]
+            for pending in due:
+                self._publish_outcome(pending)
+
+    def _give_back(self, job: Job) -> None:
+        """Return a delivery whose outcome could not be stored to its queue (nothing is lost)."""
+        delivery: Delivery = job.payload
+        connection = self._connection
+        if self._unsettled.pop(delivery.delivery_tag, None) is None:
+            return  # already acknowledged (or its connection is gone): nothing to give back
+        if connection is not None and job.generation == self._generation:
+            connection.requeue(delivery)
 
     def _task_log(self, run: TaskRun) -> Logger:
         # Bound only where a line is written: most settlements log nothing (the hot path).
         return self.log.bind(task_id=run.task_id, attempt=run.attempt)
 
     def _report_final(self, run: TaskRun) -> None:
-        update = self.runner.final_update(run)
-        if update is None:
-            return  # the message names no task: nothing to report it under
         try:
+            update = self.runner.final_update(run)
+            if update is None:
+                return  # the message names no task: nothing to report it under
             self.reporter.report(update)
         # Reporters must not raise; one that does anyway must not stop the I/O loop.
         except Exception:  # noqa: BLE001
@@ -425,16 +610,32 @@ class Consumer:
                 )
             elif now - job.delivered_at > limit and self._threads.abandon(job):
                 self._settle_timed_out(job, limit)
+                self._check_abandoned_threads()
+
+    def _check_abandoned_threads(self) -> None:
+        """Past ``WORKER_MAX_ABANDONED_THREADS`` still running, stop for a restart."""
+        running = self._threads.abandoned_running
+        allowed = self.settings.worker_max_abandoned_threads
+        if running <= allowed or self.restart_needed is not None:
+            return
+        self.restart_needed = (
+            f"{running} threads of tasks abandoned at WORKER_TASK_TIMEOUT_S are still running "
+            f"(WORKER_MAX_ABANDONED_THREADS={allowed}); the worker stopped taking tasks and "
+            "returned its deliveries to the queue: restart it"
+        )
+        self.log.error("{}", self.restart_needed)
+        # The graceful stop: no more deliveries, unstarted ones requeued, the rest after grace.
+        self._stop_requested = True
 
     def _settle_timed_out(self, job: Job, limit: float) -> None:
-        delivery: Delivery = job.payload
-        attempt = attempt_of(delivery)
+        message: InboundMessage = job.inbound
         outcome = self.runner.failure_outcome(
             "TaskTimeout",
             f"task exceeded WORKER_TASK_TIMEOUT_S={limit:g} (counted from delivery)",
-            attempt,
+            message.attempt,
             permanent=False,
         )
         self._settle(
-            job, run_for(delivery.body, outcome, attempt=attempt, message_id=delivery.message_id)
+            job,
+            run_for(message.body, outcome, attempt=message.attempt, message_id=message.message_id),
         )

@@ -35,3 +35,17 @@ class TopologyMismatch(Exception):
 
 class PublishFailed(Exception):
     """RabbitMQ did not confirm a publish (nacked, or unroutable with ``mandatory``)."""
+
+
+class TooManyAbandonedThreads(Exception):
+    """More threads of timed-out tasks still run than ``WORKER_MAX_ABANDONED_THREADS``.
+
+    The worker stopped taking tasks and returned its deliveries; restart the process.
+    """
+
+
+class UnencodableMessage(Exception):
+    """A message that cannot be put on the wire (properties unencodable or over the frame size).
+
+    Nothing was sent and the connection is intact.
+    """

@@ -20,9 +20,17 @@ What may be lost, and when:
   is full (``max_pending``, which bounds memory while the API is down), pending PROCESSING
   updates are dropped first; only a queue holding nothing but status changes drops its oldest
   one. Every drop is counted in the log.
-- An update the API rejects as invalid (``BAD_USER_INPUT``), or as too large (HTTP 413, once
-  alone in its request), cannot succeed by retrying and is dropped with an error in the log.
-  Other GraphQL ``errors`` are retried for ``GRAPHQL_ERROR_RETRY_S``, then dropped the same way.
+- Each update is serialised on its own: one that cannot be (or that the API refuses as
+  invalid, ``BAD_USER_INPUT``) is dropped alone with an error in the log, never its batch.
+  A request the API refuses whole (HTTP 400 or 413, or a GraphQL request error such as a
+  variable the schema cannot take) is split in halves until the update at fault is alone; a
+  lone update refused with 413 is sent again without its result (see below), then dropped if
+  still refused. Other GraphQL ``errors`` are retried for ``GRAPHQL_ERROR_RETRY_S``, then
+  dropped the same way.
+- A result larger than ``max_result_bytes`` (serialised) is not sent: the update carries
+  :data:`RESULT_OMITTED_KEY` instead, so the task still reaches its final status.
+- Memory is bounded in bytes (``max_pending_bytes``, the serialised size of pending updates)
+  as well as in updates (``max_pending``).
 - An unreachable API (connection errors, timeouts, HTTP errors such as 503 or 401) is retried
   until it answers or ``close(timeout_s)``'s deadline passes; ``close`` logs what was left
   undelivered.
@@ -30,8 +38,10 @@ What may be lost, and when:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
+import json
 import threading
 import time
 from collections import OrderedDict
@@ -44,6 +54,7 @@ from loguru import logger
 from pydantic import SecretStr
 from shared_utils.redaction import redact_url
 
+from worker_framework.inbound import clean_text
 from worker_framework.logging import register_secret
 from worker_framework.progress import ProgressReporter, ProgressUpdate, TaskStatus
 
@@ -54,6 +65,16 @@ MUTATION = """mutation ReportTaskProgress($input: TaskProgressInput!) {
 
 #: Enough for a long outage of a busy worker (a few MB), small enough to never matter.
 DEFAULT_MAX_PENDING = 10_000
+#: The bound in bytes of pending updates: a few large results must not hold the memory that
+#: ten thousand small updates would.
+DEFAULT_MAX_PENDING_BYTES = 32 * 1024 * 1024
+#: A result larger than this (serialised) is left out of its update: a quarter of the API's
+#: default body limit (1 MiB), so a batch holding one still fits.
+DEFAULT_MAX_RESULT_BYTES = 256 * 1024
+#: What replaces a result that is too large: ``{RESULT_OMITTED_KEY: "<why>"}``.
+RESULT_OMITTED_KEY = "resultOmitted"
+#: What an update costs besides its strings and result (field names, ids, the slot).
+UPDATE_OVERHEAD_BYTES = 300
 #: Well under the framework's heartbeat and shutdown budgets; the API answers in milliseconds.
 DEFAULT_REQUEST_TIMEOUT_S = 5.0
 #: Most updates per request: a request costs the worker about a millisecond of its GIL whatever
@@ -93,6 +114,10 @@ class _TooLarge(Exception):
     """The API refused the request body as too large (HTTP 413): send fewer updates at once."""
 
 
+class _Refused(Exception):
+    """The API refused the request as a whole (HTTP 400): one update in it may be at fault."""
+
+
 @dataclass
 class _Counters:
     sent: int = 0
@@ -112,24 +137,42 @@ class _Slot:
     update: ProgressUpdate
     key: int = 0
     absorbed: ProgressUpdate | None = None
+    size: int = 0
 
     def outgoing(self) -> _Outgoing:
-        """The update and its ``TaskProgressInput`` variables, ready to send."""
+        """The update and its ``TaskProgressInput`` variables serialised, ready to send.
+
+        Raises whatever serialising raises (TypeError, ValueError): the caller drops the update.
+        """
         values = to_input(self.update)
         if self.absorbed is not None:
             if "progress" not in values and self.absorbed.progress is not None:
                 values["progress"] = min(100, max(0, self.absorbed.progress))
             if "currentStep" not in values and self.absorbed.current_step is not None:
-                values["currentStep"] = self.absorbed.current_step[:MAX_STEP_CHARS]
-        return _Outgoing(self.update, values)
+                values["currentStep"] = clean_text(self.absorbed.current_step[:MAX_STEP_CHARS])
+        return _Outgoing(self.update, encode_input(values))
 
 
 @dataclass(frozen=True, slots=True)
 class _Outgoing:
-    """An update taken from the queue for sending, with its GraphQL input variables."""
+    """An update taken from the queue for sending, with its serialised GraphQL variables."""
 
     update: ProgressUpdate
-    values: dict[str, Any]
+    encoded: bytes
+
+
+def encode_input(values: dict[str, Any]) -> bytes:
+    """``values`` as UTF-8 JSON; text no UTF-8 encoder accepts (lone surrogates) becomes ``?``.
+
+    Raises TypeError or ValueError for values JSON cannot hold (NaN, arbitrary objects).
+    """
+    # Surrogates can only sit inside JSON strings, so replacing them keeps the JSON valid.
+    return json.dumps(values, ensure_ascii=False, allow_nan=False).encode("utf-8", "replace")
+
+
+def without_result(update: ProgressUpdate, why: str) -> ProgressUpdate:
+    """``update`` with its result replaced by ``{RESULT_OMITTED_KEY: why}``."""
+    return dataclasses.replace(update, result={RESULT_OMITTED_KEY: why})
 
 
 @dataclass
@@ -142,10 +185,14 @@ class _Queue:
     #: Keys of pending PROCESSING slots, oldest first (the first to drop on overflow).
     progress_keys: OrderedDict[int, None] = field(default_factory=OrderedDict)
 
+    #: The sum of the pending slots' sizes.
+    pending_bytes: int = 0
+
     def __len__(self) -> int:
         return len(self.slots)
 
     def remove(self, slot: _Slot) -> None:
+        self.pending_bytes -= slot.size
         del self.slots[slot.key]
         self.progress_keys.pop(slot.key, None)
         if self.latest_progress.get(slot.update.task_id) is slot:
@@ -155,23 +202,36 @@ class _Queue:
 def to_input(update: ProgressUpdate) -> dict[str, Any]:
     """The ``TaskProgressInput`` variables for one update (unset fields left out)."""
     values: dict[str, Any] = {
-        "taskId": update.task_id,
-        "workerType": update.worker_type,
+        "taskId": clean_text(update.task_id),
+        "workerType": clean_text(update.worker_type),
         "status": update.status.value,
     }
     if update.progress is not None:
         values["progress"] = min(100, max(0, update.progress))
     if update.current_step is not None:
-        values["currentStep"] = update.current_step[:MAX_STEP_CHARS]
+        values["currentStep"] = clean_text(update.current_step[:MAX_STEP_CHARS])
     if update.attempt is not None:
         values["attempt"] = update.attempt
     if update.error_message is not None:
-        values["errorMessage"] = update.error_message[:MAX_ERROR_MESSAGE_CHARS]
+        values["errorMessage"] = clean_text(update.error_message[:MAX_ERROR_MESSAGE_CHARS])
     if update.next_retry_at is not None:
         values["nextRetryAt"] = update.next_retry_at.isoformat()
     if update.result is not None:
         values["result"] = update.result
     return values
+
+
+def _request_error(body: Any) -> str | None:
+    """The message of a GraphQL *request* error (no data, errors without a field path)."""
+    if not isinstance(body, dict) or body.get("data") is not None:
+        return None
+    errors = body.get("errors")
+    if not isinstance(errors, list) or not errors:
+        return None
+    if any(isinstance(error, dict) and error.get("path") for error in errors):
+        return None
+    first = errors[0]
+    return str(first.get("message") if isinstance(first, dict) else first)[:300]
 
 
 @functools.lru_cache(maxsize=64)
@@ -194,6 +254,9 @@ class GraphQLReporter(ProgressReporter):
         token: sent as ``Authorization: Bearer <token>`` when given (``GRAPHQL_TOKEN``);
             never logged.
         max_pending: most updates held in memory (default 10 000).
+        max_pending_bytes: most bytes (serialised) held in memory (default 32 MiB).
+        max_result_bytes: a larger result (serialised) is replaced by
+            ``{RESULT_OMITTED_KEY: ...}`` (default 256 KiB).
         request_timeout_s: connect and read timeout of one HTTP request (default 5 s).
         max_batch: most updates sent in one request (default 256); smaller batches are
             sent in power-of-two sizes, so the API parses and validates only a handful of
@@ -208,6 +271,8 @@ class GraphQLReporter(ProgressReporter):
         token: str | SecretStr | None,
         *,
         max_pending: int = DEFAULT_MAX_PENDING,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
         max_batch: int = DEFAULT_MAX_BATCH,
         linger_s: float = DEFAULT_LINGER_S,
@@ -220,6 +285,8 @@ class GraphQLReporter(ProgressReporter):
         # The query string may carry a token too: left out of the logs with the password.
         self._safe_url = redact_url(url).split("?", 1)[0]
         self._max_pending = max_pending
+        self._max_pending_bytes = max_pending_bytes
+        self._max_result_bytes = max_result_bytes
         self._max_batch = max_batch
         self._linger_s = linger_s
         self._timeout = request_timeout_s
@@ -266,17 +333,43 @@ class GraphQLReporter(ProgressReporter):
     def report(self, update: ProgressUpdate) -> None:
         """Queue ``update`` for sending; returns at once."""
         try:
+            update, size = self._measured(update)
             with self._lock:
                 if self._closing:
                     logger.bind(task_id=update.task_id).debug(
                         "progress reporter closed; update {} not sent", update.status.value
                     )
                     return
-                self._enqueue(update)
+                self._enqueue(update, size)
         except Exception:  # noqa: BLE001 - reporting must never fail a task
             logger.exception("could not queue a progress update")
 
-    def _enqueue(self, update: ProgressUpdate) -> None:
+    def _measured(self, update: ProgressUpdate) -> tuple[ProgressUpdate, int]:
+        """``update`` (its result left out when too large) and the bytes it holds."""
+        size = (
+            UPDATE_OVERHEAD_BYTES
+            + len(update.task_id)
+            + len(update.current_step or "")
+            + min(len(update.error_message or ""), MAX_ERROR_MESSAGE_CHARS)
+        )
+        if update.result is None:
+            return update, size
+        try:
+            result_bytes = len(json.dumps(update.result, ensure_ascii=False, allow_nan=False))
+        except (TypeError, ValueError) as error:
+            update = without_result(update, f"result not serialisable: {type(error).__name__}")
+            return update, size + 100
+        if result_bytes > self._max_result_bytes:
+            logger.bind(task_id=update.task_id).warning(
+                "result of {} bytes is over {} bytes: sent without it",
+                result_bytes,
+                self._max_result_bytes,
+            )
+            update = without_result(update, f"result too large ({result_bytes} bytes)")
+            return update, size + 100
+        return update, size + result_bytes
+
+    def _enqueue(self, update: ProgressUpdate, size: int) -> None:
         # The hot path of a busy worker (every ctx.progress): attribute look-ups and a dict,
         # no allocation beyond a slot per task and attempt, no clock unless the queue was empty.
         queue = self._queue
@@ -284,6 +377,8 @@ class GraphQLReporter(ProgressReporter):
         if previous is not None and previous.update.attempt == update.attempt:
             # The newer update takes the older one's place in line, so order per task holds.
             self._counters.coalesced += 1
+            queue.pending_bytes += size - previous.size
+            previous.size = size
             if update.status is TaskStatus.PROCESSING:
                 previous.update = update
                 return
@@ -294,9 +389,13 @@ class GraphQLReporter(ProgressReporter):
             queue.progress_keys.pop(previous.key, None)
             del queue.latest_progress[update.task_id]
             return
-        if len(queue) >= self._max_pending and not self._make_room(update):
-            return
-        slot = _Slot(update, next(self._keys))
+        while len(queue) >= self._max_pending or (
+            queue.slots and queue.pending_bytes + size > self._max_pending_bytes
+        ):
+            if not self._make_room(update):
+                return
+        slot = _Slot(update, next(self._keys), size=size)
+        queue.pending_bytes += size
         slots = queue.slots
         if not slots:
             self._first_pending_at = time.monotonic()
@@ -368,7 +467,8 @@ class GraphQLReporter(ProgressReporter):
     def _past_deadline(self) -> bool:
         return self._deadline is not None and time.monotonic() >= self._deadline
 
-    def _next_batch(self) -> list[_Outgoing]:
+    def _next_batch(self) -> list[_Outgoing] | None:
+        """The next updates to send (maybe none left after dropping bad ones); None: stop."""
         with self._lock:
             queue = self._queue
             while not self._closing:
@@ -388,6 +488,8 @@ class GraphQLReporter(ProgressReporter):
                 # A power of two: the API caches the few documents this yields; the rest is
                 # sent at once in the next request (what remains is past its linger).
                 count = 1 << (count.bit_length() - 1)
+            if count == 0:
+                return None  # closing, and nothing left
             batch: list[_Slot] = []
             for _ in range(count):
                 slot = next(iter(queue.slots.values()))
@@ -395,14 +497,32 @@ class GraphQLReporter(ProgressReporter):
                 batch.append(slot)
             self._in_flight = len(batch)
         # Outside the lock: the worker's report() never waits for this.
-        return [slot.outgoing() for slot in batch]
+        outgoing = []
+        for slot in batch:
+            try:
+                outgoing.append(slot.outgoing())
+            except Exception as error:  # noqa: BLE001 - one bad update must not cost its batch
+                self._drop(slot.update, f"it cannot be serialised ({type(error).__name__})")
+        if not outgoing:
+            with self._lock:
+                self._in_flight = 0
+        return outgoing
+
+    def _drop(self, update: ProgressUpdate, why: str) -> None:
+        with self._lock:
+            self._counters.dropped_rejected += 1
+        logger.bind(task_id=update.task_id).error(
+            "progress update {} dropped: {}", update.status.value, why
+        )
 
     def _run(self) -> None:
         while True:
             batch = self._next_batch()
-            if not batch:
+            if batch is None:
                 self._session.close()
                 return
+            if not batch:
+                continue
             self._refused_since = None
             try:
                 self._deliver(batch)
@@ -421,17 +541,28 @@ class GraphQLReporter(ProgressReporter):
                 self._send_batch(pending, started)
                 return
             except _TooLarge:
-                if len(pending) == 1:
-                    with self._lock:
-                        self._counters.dropped_rejected += 1
-                    logger.bind(task_id=pending[0].update.task_id).error(
-                        "progress API refused update {} as too large (HTTP 413), dropped",
-                        pending[0].update.status.value,
-                    )
+                if len(pending) > 1:
+                    self._deliver_halves(pending)
                     return
-                half = len(pending) // 2
-                self._deliver(pending[:half])
-                self._deliver(pending[half:])
+                update = pending[0].update
+                if update.result is not None and RESULT_OMITTED_KEY not in update.result:
+                    # The final status matters more than the result: send it without.
+                    logger.bind(task_id=update.task_id).warning(
+                        "progress API refused update {} as too large (HTTP 413); sending it "
+                        "without its result",
+                        update.status.value,
+                    )
+                    lighter = without_result(update, "result too large for the progress API")
+                    values = to_input(lighter)
+                    pending = [_Outgoing(lighter, encode_input(values))]
+                    continue
+                self._drop(update, "the progress API refused it as too large (HTTP 413)")
+                return
+            except _Refused as error:
+                if len(pending) > 1:
+                    self._deliver_halves(pending)
+                    return
+                self._drop(pending[0].update, f"the progress API refused it ({error})")
                 return
             except _DeliveryError as error:
                 if self._past_deadline():
@@ -447,6 +578,12 @@ class GraphQLReporter(ProgressReporter):
                         error,
                     )
                     return
+
+    def _deliver_halves(self, pending: list[_Outgoing]) -> None:
+        """Send ``pending`` in two requests, so an update the API refuses ends up alone."""
+        half = len(pending) // 2
+        self._deliver(pending[:half])
+        self._deliver(pending[half:])
 
     def _should_give_up(self, error: Exception) -> bool:
         if self._past_deadline():
@@ -470,22 +607,29 @@ class GraphQLReporter(ProgressReporter):
 
     def _post_batch(self, pending: list[_Outgoing], started: float) -> None:
         """Post ``pending``; remove what was accepted or rejected for good; raise to retry."""
-        variables = (
-            {"input": pending[0].values}
-            if len(pending) == 1
-            else {f"i{n}": item.values for n, item in enumerate(pending)}
+        names = ["input"] if len(pending) == 1 else [f"i{n}" for n in range(len(pending))]
+        # Each update was serialised on its own (see _Slot.outgoing); only the frame is new.
+        variables = b",".join(
+            b'"' + name.encode() + b'":' + item.encoded
+            for name, item in zip(names, pending, strict=True)
+        )
+        body = (
+            b'{"query":'
+            + json.dumps(batch_document(len(pending))).encode()
+            + b',"variables":{'
+            + variables
+            + b"}}"
         )
         try:
-            response = self._session.post(
-                self._url,
-                json={"query": batch_document(len(pending)), "variables": variables},
-                timeout=self._timeout,
-            )
+            response = self._session.post(self._url, data=body, timeout=self._timeout)
         except requests.RequestException as error:
             self._refused_since = None
             raise _DeliveryError(type(error).__name__, refused=False, started=started) from None
         if response.status_code == 413:
             raise _TooLarge
+        if response.status_code == 400:
+            # A malformed request: something in one of the updates, as our frame is fixed.
+            raise _Refused(f"HTTP {response.status_code}")
         if response.status_code != 200:
             # 401/403 (a wrong token) and 5xx may be fixed by whoever runs the API: retry.
             self._refused_since = None
@@ -495,6 +639,11 @@ class GraphQLReporter(ProgressReporter):
         except ValueError:
             self._refused_since = None
             raise _DeliveryError("response is not JSON", refused=False, started=started) from None
+        request_error = _request_error(body)
+        if request_error is not None:
+            # The whole document was refused before any field ran (a variable the schema
+            # cannot take): deterministic, so split the batch to find the update at fault.
+            raise _Refused(request_error)
         retry, rejected = self._classify(pending, body)
         accepted = len(pending) - len(retry) - len(rejected)
         with self._lock:

@@ -15,27 +15,37 @@ from typing import Any
 from pydantic import BaseModel
 
 from worker_framework.broker import Delivery, OutgoingMessage
+from worker_framework.inbound import (
+    ATTEMPT_HEADER,
+    DROPPED_HEADERS_HEADER,
+    MAX_NOTES_CHARS,
+    TASK_STATE_HEADER,
+    InboundMessage,
+    attempt_from,
+    truncate_utf8,
+)
 
-ATTEMPT_HEADER = "x-attempt"
 ERROR_TYPE_HEADER = "x-error-type"
 ERROR_MESSAGE_HEADER = "x-error-message"
 FAILED_AT_HEADER = "x-failed-at"
-#: Headers RabbitMQ adds when it dead-letters (our delay queues do); copies must not carry them.
-_BROKER_DEATH_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
 #: Keep header values small: they travel with every copy of the message.
-MAX_ERROR_MESSAGE_CHARS = 1000
+MAX_ERROR_MESSAGE_BYTES = 1000
+#: Exception class names are short; a longer one is cut.
+MAX_ERROR_TYPE_BYTES = 200
 
 
 @dataclass(frozen=True)
 class Completed:
-    """``execute_task`` returned ``model``, the worker's result."""
+    """``execute_task`` returned ``model``, the worker's result (``data``: its JSON form, when
+    the task runner already made it)."""
 
     model: BaseModel
+    data: dict[str, Any] | None = None
 
     @property
     def result(self) -> dict[str, Any]:
         """The result as JSON-compatible data."""
-        return self.model.model_dump(mode="json")
+        return self.data if self.data is not None else self.model.model_dump(mode="json")
 
     @property
     def result_json(self) -> bytes:
@@ -53,6 +63,8 @@ class RetryScheduled:
     base_delay_ms: int
     delay_ms: int
     next_retry_at: datetime
+    #: ``ctx.state`` of the failed attempt as JSON, for the retry copy's ``x-task-state``.
+    state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,71 +79,100 @@ Outcome = Completed | RetryScheduled | DeadLettered
 
 
 def attempt_of(delivery: Delivery) -> int:
-    """The ``x-attempt`` header as a positive int; 1 when absent or malformed."""
-    value = delivery.headers.get(ATTEMPT_HEADER)
-    try:
-        attempt = int(value.decode() if isinstance(value, bytes) else value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 1
-    return max(attempt, 1)
+    """The attempt number of a raw delivery, by the rule of :func:`inbound.attempt_from`."""
+    headers = delivery.headers if isinstance(delivery.headers, dict) else {}
+    return attempt_from(headers.get(ATTEMPT_HEADER))
 
 
-def _carried_headers(delivery: Delivery) -> dict[str, Any]:
-    return {
-        key: value
-        for key, value in delivery.headers.items()
-        if not key.startswith(_BROKER_DEATH_HEADERS) and key != ATTEMPT_HEADER
-    }
+def _notes_header(message: InboundMessage, extra: tuple[str, ...] = ()) -> str | None:
+    """``x-dropped-headers``: what an earlier copy recorded, then what this one changed."""
+    earlier = message.headers.get(DROPPED_HEADERS_HEADER)
+    parts = [earlier] if isinstance(earlier, str) and earlier else []
+    parts.extend(message.notes)
+    parts.extend(extra)
+    return "; ".join(parts)[:MAX_NOTES_CHARS] if parts else None
 
 
 def _copy_of(
-    delivery: Delivery, headers: dict[str, Any], expiration_ms: int | None = None
+    message: InboundMessage, headers: dict[str, Any], expiration_ms: int | None = None
 ) -> OutgoingMessage:
-    """``delivery``'s body and properties, byte for byte, with ``headers``."""
+    """``message``'s body byte for byte and its (normalised) properties, with ``headers``."""
     return OutgoingMessage(
-        body=delivery.body,
+        body=message.body,
         headers=headers,
-        message_id=delivery.message_id,
-        correlation_id=delivery.correlation_id,
-        reply_to=delivery.reply_to,
-        content_type=delivery.content_type,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        reply_to=message.reply_to,
+        content_type=message.content_type,
         expiration_ms=expiration_ms,
     )
 
 
-def retry_message(delivery: Delivery, outcome: RetryScheduled) -> OutgoingMessage:
+def retry_message(message: InboundMessage, outcome: RetryScheduled) -> OutgoingMessage:
     """The delayed copy that returns to the main queue when its TTL expires."""
-    headers = _carried_headers(delivery)
+    headers = dict(message.headers)
     headers[ATTEMPT_HEADER] = outcome.next_attempt
-    return _copy_of(delivery, headers, expiration_ms=outcome.delay_ms)
+    headers.pop(TASK_STATE_HEADER, None)
+    if outcome.state is not None:
+        headers[TASK_STATE_HEADER] = outcome.state
+    notes = _notes_header(message)
+    if notes is not None:
+        headers[DROPPED_HEADERS_HEADER] = notes
+    return _copy_of(message, headers, expiration_ms=outcome.delay_ms)
 
 
-def dead_letter_message(delivery: Delivery, outcome: DeadLettered, attempt: int) -> OutgoingMessage:
+def _failure_headers(error_type: str, error_message: str, attempt: int) -> dict[str, Any]:
+    return {
+        ERROR_TYPE_HEADER: truncate_utf8(error_type, MAX_ERROR_TYPE_BYTES),
+        ERROR_MESSAGE_HEADER: truncate_utf8(error_message, MAX_ERROR_MESSAGE_BYTES),
+        ATTEMPT_HEADER: attempt,
+        FAILED_AT_HEADER: datetime.now(UTC).isoformat(),
+    }
+
+
+def dead_letter_message(
+    message: InboundMessage, outcome: DeadLettered, attempt: int
+) -> OutgoingMessage:
     """The copy kept in ``Q.dlq``: original body and properties, the reason in headers."""
-    headers = _carried_headers(delivery)
-    headers[ERROR_TYPE_HEADER] = outcome.error_type
-    headers[ERROR_MESSAGE_HEADER] = outcome.error_message[:MAX_ERROR_MESSAGE_CHARS]
-    headers[ATTEMPT_HEADER] = attempt
-    headers[FAILED_AT_HEADER] = datetime.now(UTC).isoformat()
-    return _copy_of(delivery, headers)
+    headers = dict(message.headers)
+    headers.update(_failure_headers(outcome.error_type, outcome.error_message, attempt))
+    notes = _notes_header(message)
+    if notes is not None:
+        headers[DROPPED_HEADERS_HEADER] = notes
+    return _copy_of(message, headers)
 
 
-def replay_message(delivery: Delivery) -> OutgoingMessage:
+def minimal_dead_letter(
+    message: InboundMessage, error_type: str, error_message: str
+) -> OutgoingMessage:
+    """The dead letter of last resort: the original body, only framework-made headers.
+
+    For when the ordinary copy could not be built or published; ``x-dropped-headers`` says
+    that every producer header and property except ``message_id`` was left out.
+    """
+    headers = _failure_headers(error_type, error_message, message.attempt)
+    headers[DROPPED_HEADERS_HEADER] = "all producer headers and properties but message_id"
+    return OutgoingMessage(
+        body=message.body, headers=headers, message_id=message.message_id, content_type=None
+    )
+
+
+def replay_message(message: InboundMessage) -> OutgoingMessage:
     """A dead letter sent back to the main queue as a fresh task (attempts reset)."""
     headers = {
         key: value
-        for key, value in _carried_headers(delivery).items()
+        for key, value in message.headers.items()
         if key not in (ERROR_TYPE_HEADER, ERROR_MESSAGE_HEADER, FAILED_AT_HEADER)
     }
     headers[ATTEMPT_HEADER] = 1
-    return _copy_of(delivery, headers)
+    return _copy_of(message, headers)
 
 
-def reply_message(delivery: Delivery, outcome: Completed) -> OutgoingMessage:
+def reply_message(message: InboundMessage, outcome: Completed) -> OutgoingMessage:
     """The result sent to the ``reply_to`` queue, correlated with the request."""
     return OutgoingMessage(
         body=outcome.result_json,
-        headers={ATTEMPT_HEADER: attempt_of(delivery)},
-        message_id=delivery.message_id,
-        correlation_id=delivery.correlation_id or delivery.message_id,
+        headers={ATTEMPT_HEADER: message.attempt},
+        message_id=message.message_id,
+        correlation_id=message.correlation_id or message.message_id,
     )

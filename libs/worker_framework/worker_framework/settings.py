@@ -22,6 +22,10 @@ from worker_framework.errors import SettingsError
 #: prefetched delivery still waiting for a thread at half the limit is requeued unstarted.
 DEFAULT_TASK_TIMEOUT_S = 25 * 60
 
+#: Threads of tasks abandoned at the time limit that may still be running before the worker
+#: exits for a restart: each holds memory and maybe a connection, and Python cannot stop them.
+DEFAULT_MAX_ABANDONED_THREADS = 5
+
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 SettingsT = TypeVar("SettingsT", bound="WorkerSettings")
@@ -44,6 +48,7 @@ class WorkerSettings(BaseSettings):
     worker_heartbeat_s: int = Field(default=60, ge=1)
     worker_shutdown_grace_s: float = Field(default=30, ge=0)
     worker_task_timeout_s: float = Field(default=DEFAULT_TASK_TIMEOUT_S, gt=0)
+    worker_max_abandoned_threads: int = Field(default=DEFAULT_MAX_ABANDONED_THREADS, ge=0)
     graphql_url: str | None = None
     graphql_token: SecretStr | None = None
     log_format: Literal["text", "json"] = "text"

@@ -8,6 +8,7 @@ Knows nothing about RabbitMQ: the consumer feeds it deliveries from worker threa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,12 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from worker_framework.inbound import (
+    MAX_SHORT_STRING_BYTES,
+    MAX_STATE_BYTES,
+    short_text,
+    truncate_utf8,
+)
 from worker_framework.logging import redact
 from worker_framework.outcomes import Completed, DeadLettered, Outcome, RetryScheduled
 from worker_framework.progress import ProgressReporter, ProgressUpdate, TaskStatus
@@ -51,9 +58,12 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def task_id_from(body: bytes, fallback: str | None) -> str:
-    """The body's ``id`` if it is readable, else the message id, else ``unknown``."""
-    return _task_id_of(_decoded_or_none(body), fallback) or UNKNOWN_TASK_ID
+def task_id_from(body: bytes, fallback: Any) -> str:
+    """The body's ``id`` if it is readable, else the message id, else ``unknown``.
+
+    ``fallback`` may be a raw property value: it is normalised as :func:`inbound.short_text`.
+    """
+    return _task_id_of(_decoded_or_none(body), short_text(fallback)) or UNKNOWN_TASK_ID
 
 
 def run_for(body: bytes, outcome: Outcome, *, attempt: int, message_id: str | None) -> TaskRun:
@@ -71,12 +81,13 @@ def _decoded_or_none(body: bytes) -> Any:
 
 
 def _task_id_of(data: Any, fallback: str | None) -> str | None:
+    # The id lands in logs, headers and progress updates: the same limits as a message id.
     if isinstance(data, dict):
         task_id = data.get("id")
-        if isinstance(task_id, str):
-            return task_id
-        if isinstance(task_id, int):
-            return str(task_id)
+        if isinstance(task_id, int) and not isinstance(task_id, bool):
+            task_id = str(task_id)
+        if isinstance(task_id, str) and task_id:
+            return truncate_utf8(task_id, MAX_SHORT_STRING_BYTES)
     return fallback or None
 
 
@@ -99,9 +110,18 @@ class TaskRunner:
         self._result_model: type[BaseModel] = type(worker).result_model()
 
     def run(
-        self, body: bytes, *, attempt: int, redelivered: bool, message_id: str | None = None
+        self,
+        body: bytes,
+        *,
+        attempt: int,
+        redelivered: bool,
+        message_id: str | None = None,
+        state: dict[str, Any] | None = None,
     ) -> TaskRun:
-        """Decode and execute one task; never raises."""
+        """Decode and execute one task; never raises.
+
+        ``state`` is what an earlier attempt saved in ``ctx.state`` (see :class:`TaskContext`).
+        """
         try:
             data = json.loads(body)
         except RecursionError:
@@ -121,11 +141,17 @@ class TaskRunner:
         except ValidationError as error:
             outcome = DeadLettered("ValidationError", describe_validation_error(error))
             return TaskRun(task_id, attempt, outcome, identified)
-        outcome = self._execute(task, task_id, attempt, redelivered, identified)
+        outcome = self._execute(task, task_id, attempt, redelivered, identified, state or {})
         return TaskRun(task_id, attempt, outcome, identified)
 
     def _execute(
-        self, task: BaseModel, task_id: str, attempt: int, redelivered: bool, identified: bool
+        self,
+        task: BaseModel,
+        task_id: str,
+        attempt: int,
+        redelivered: bool,
+        identified: bool,
+        state: dict[str, Any],
     ) -> Outcome:
         # A task nobody can name gets no progress updates: they would create a phantom task.
         reporter = self.reporter if identified else _SILENT
@@ -136,6 +162,7 @@ class TaskRunner:
             queue=self.queue,
             worker_type=self.worker_type,
             reporter=reporter,
+            state=dict(state),
         )
         try:
             step = self.worker.initial_step(task)
@@ -157,7 +184,15 @@ class TaskRunner:
                 result = self._result_model.model_validate(result)
         except Exception as error:  # noqa: BLE001 - every failure becomes an outcome
             return self._failure(error, task, ctx)
-        return Completed(result)
+        try:
+            # Here, on the task's thread: a result that cannot become JSON (bytes that are not
+            # UTF-8, say) is the task's failure, not the I/O thread's.
+            data = result.model_dump(mode="json")
+        except Exception as error:  # noqa: BLE001 - pydantic raises several kinds here
+            message = redact(f"the result cannot be serialised: {type(error).__name__}: {error}")
+            ctx.logger.error("{}", message)
+            return DeadLettered("ResultNotSerialisable", message)
+        return Completed(result, data)
 
     def _failure(self, error: Exception, task: BaseModel, ctx: TaskContext) -> Outcome:
         if isinstance(error, ValidationError):
@@ -175,7 +210,12 @@ class TaskRunner:
             type(error).__name__,
             message,
         )
-        return self.failure_outcome(type(error).__name__, message, ctx.attempt, permanent=permanent)
+        outcome = self.failure_outcome(
+            type(error).__name__, message, ctx.attempt, permanent=permanent
+        )
+        if isinstance(outcome, RetryScheduled) and ctx.state:
+            outcome = dataclasses.replace(outcome, state=_saved_state(ctx))
+        return outcome
 
     def failure_outcome(
         self, error_type: str, message: str, attempt: int, *, permanent: bool
@@ -221,6 +261,23 @@ class TaskRunner:
             error_message=f"{outcome.error_type}: {outcome.error_message}",
             **common,
         )
+
+
+def _saved_state(ctx: TaskContext) -> str | None:
+    """``ctx.state`` as the JSON the retry copy carries; None (logged) when it cannot be."""
+    try:
+        text = json.dumps(ctx.state, ensure_ascii=True, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        ctx.logger.error("ctx.state is not JSON ({}); the retry starts without it", error)
+        return None
+    if len(text) > MAX_STATE_BYTES:
+        ctx.logger.error(
+            "ctx.state is {} bytes, over {}; the retry starts without it",
+            len(text),
+            MAX_STATE_BYTES,
+        )
+        return None
+    return text
 
 
 class _SilentReporter(ProgressReporter):

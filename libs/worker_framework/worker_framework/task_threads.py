@@ -32,11 +32,15 @@ class JobState(enum.Enum):
 
 @dataclass(eq=False)
 class Job:
-    """One delivery on its way through a worker thread (``delivered_at``: ``time.monotonic()``)."""
+    """One delivery on its way through a worker thread (``delivered_at``: ``time.monotonic()``).
+
+    ``payload`` is what must be settled (the delivery), ``inbound`` what the task may read.
+    """
 
     payload: Any
     generation: int
     delivered_at: float
+    inbound: Any = None
     state: JobState = JobState.PENDING
     abandoned: bool = False
     settled: bool = False
@@ -58,6 +62,8 @@ class TaskThreads:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._counter = 0
+        #: Threads of abandoned jobs that have not finished yet.
+        self.abandoned_running = 0
 
     def start(self) -> None:
         """Start the threads."""
@@ -88,6 +94,7 @@ class TaskThreads:
             if job.state is not JobState.RUNNING or job.abandoned:
                 return False
             job.abandoned = True
+            self.abandoned_running += 1
             self._spawn()
             return True
 
@@ -117,4 +124,5 @@ class TaskThreads:
             with self._lock:
                 job.state = JobState.FINISHED
                 if job.abandoned:
+                    self.abandoned_running -= 1
                     return  # a replacement thread took this one's place

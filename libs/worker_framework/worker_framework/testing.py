@@ -37,7 +37,7 @@ from shared_utils.child_process import inherited_pythonpath
 
 from worker_framework.broker import BrokerConnection, Delivery, OutgoingMessage, QueueSpec
 from worker_framework.consumer import Consumer, worker_topology
-from worker_framework.outcomes import ATTEMPT_HEADER
+from worker_framework.inbound import ATTEMPT_HEADER
 from worker_framework.progress import LogReporter, ProgressReporter, ProgressUpdate
 from worker_framework.settings import SettingsT, WorkerSettings, load_settings
 from worker_framework.worker import BaseWorker

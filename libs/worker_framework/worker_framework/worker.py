@@ -20,7 +20,7 @@ message body into ``TaskT`` and serialises the returned ``ResultT`` as the resul
 from __future__ import annotations
 
 import typing
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from loguru import logger
 from pydantic import BaseModel
@@ -42,6 +42,11 @@ class TaskContext:
     Attributes: ``task_id`` (the body's ``id``), ``attempt`` (1 on the first delivery),
     ``redelivered`` (RabbitMQ's flag: a previous delivery of this very message may have run,
     so make side effects idempotent), ``queue``, and ``logger`` (loguru, bound to all of them).
+
+    ``state`` is a JSON object carried from one attempt to the next: what a failed attempt
+    leaves in it (say, which side effects already happened) the retry finds there. It travels
+    in the retry copy's ``x-task-state`` header (at most 16 KiB of JSON), so it is as trusted
+    as the message itself: a producer can set it too. Empty on a first attempt.
     """
 
     def __init__(
@@ -53,8 +58,10 @@ class TaskContext:
         queue: str,
         worker_type: str,
         reporter: ProgressReporter,
+        state: dict[str, Any] | None = None,
     ) -> None:
         self.task_id = task_id
+        self.state: dict[str, Any] = state if state is not None else {}
         self.attempt = attempt
         self.redelivered = redelivered
         self.queue = queue
