@@ -48,7 +48,6 @@ from typing import TYPE_CHECKING, Any
 
 import backoff
 from loguru import logger
-
 from worker_framework.broker import BrokerConnection, Delivery, QueueSpec, describe_nodes
 from worker_framework.errors import BrokerUnavailable, PublishFailed
 from worker_framework.logging import redact
@@ -62,6 +61,7 @@ from worker_framework.outcomes import (
     retry_message,
 )
 from worker_framework.progress import ProgressReporter
+from worker_framework.requeue import return_to_queue
 from worker_framework.retry_policy import (
     RetryPolicy,
     dead_letter_queue_name,
@@ -174,6 +174,10 @@ class Consumer:
         self._wake_pending = False
         # A plain flag: set from signal handlers, where taking locks is unsafe.
         self._stop_requested = False
+        # Graceful requeues must not spend it (see requeue.py).
+        self._delivery_limit = (
+            QUORUM_DELIVERY_LIMIT if settings.worker_queue_type == "quorum" else None
+        )
 
     # -- public --------------------------------------------------------------------------------
 
@@ -300,7 +304,7 @@ class Consumer:
             return False
         delivery: Delivery = job.payload
         if self._connection is not None:
-            self._connection.requeue(delivery)
+            return_to_queue(self._connection, self.queue, delivery, self._delivery_limit)
         del self._unsettled[delivery.delivery_tag]
         return True
 
@@ -380,7 +384,7 @@ class Consumer:
                 error,
             )
             declare_topology(connection, self.queue, self.settings)
-            connection.requeue(delivery)
+            return_to_queue(connection, self.queue, delivery, self._delivery_limit)
             self._unsettled.pop(delivery.delivery_tag, None)
             return
         connection.ack(delivery)
