@@ -10,8 +10,9 @@ from pants.engine.goal import Goal, GoalSubsystem
 from pants.engine.rules import collect_rules, goal_rule
 from pants.option.option_types import BoolOption, StrOption
 
+from jupiter_plugins.kubernetes_manifests import remove_worker_manifests
 from jupiter_plugins.removal import RemovalRefused, plan_removal, remove_worker_files
-from jupiter_plugins.worker_names import InvalidWorkerName
+from jupiter_plugins.worker_names import InvalidWorkerName, derive_names
 
 
 class RemoveWorkerSubsystem(GoalSubsystem):
@@ -62,6 +63,13 @@ async def remove_worker(
     console.print_stdout(f"Removed apps/{name} ({len(removed)} files):")
     for path in removed:
         console.print_stdout(f"  apps/{name}/{path}")
+    changed, kept = remove_worker_manifests(build_root.pathlib_path, derive_names(name))
+    for path in changed:
+        console.print_stdout(f"  {path} (Kubernetes)")
+    for path in kept:
+        console.print_stderr(
+            f"remove-worker: {path} was changed since create-worker; left in place"
+        )
     return RemoveWorker(exit_code=0)
 
 

@@ -158,3 +158,16 @@ def test_every_worker_has_a_disruption_budget_and_scales_on_its_own_queue(render
             trigger["metadata"]["queueName"] == container_env(deployment)["WORKER_QUEUE"]["value"]
         )
         assert trigger["authenticationRef"]["name"] in auths
+
+
+def test_the_generators_worker_manifests_are_valid_too() -> None:
+    # What `create-worker` adds to deploy/base for a new worker (see docs/worker-generator.md).
+    template = Path("scripts/jupiter_plugins/templates/kubernetes/worker.yaml.tmpl")
+    text = template.read_text().replace("{{ name }}", "pdf-render")
+    objects = [doc for doc in yaml.safe_load_all(text) if doc]
+    assert {obj["kind"] for obj in objects} == {"Deployment", "PodDisruptionBudget", "ScaledObject"}
+    for obj in objects:
+        if obj["kind"] not in KEDA_KINDS:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    [scaler] = by_kind(objects, "ScaledObject").values()
+    assert scaler["spec"]["triggers"][0]["metadata"]["queueName"] == "pdf-render"
