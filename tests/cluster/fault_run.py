@@ -77,8 +77,14 @@ class Tally:
         return None if index >= len(times) else round(times[index] - fault_at, 2)
 
     def longest_pause_s(self, fault_at: float) -> float:
-        """The longest time without any completion, from ``fault_at`` to the last completion."""
-        times = [fault_at, *sorted(r.at for r in self.records if r.at > fault_at)]
+        """The longest time without a first-attempt completion after ``fault_at``.
+
+        Retried tasks come back after their delay by design, so only first attempts count.
+        """
+        times = [
+            fault_at,
+            *sorted(r.at for r in self.records if r.attempt == 1 and r.at > fault_at),
+        ]
         return round(max((b - a for a, b in itertools.pairwise(times)), default=0.0), 2)
 
 
