@@ -10,6 +10,9 @@ started in any process to the last one acknowledged; the processes share a count
 round ends the moment every task is done. Every round prints one JSON line; the last line sums
 them up (msgs/s by queue type and worker count, and the speed-up over one worker).
 
+``--cluster`` runs the same against a 3-node cluster started on this machine (the fixture of
+``tests/cluster``: needs root and ``rabbitmq-server``), worker ``i`` attached to node ``i % 3``.
+
 With ``--task-ms 0`` the figures show where the broker (one node, on the same cores as the
 workers) becomes the limit; with a task that takes time, how close each replica comes to
 adding ``WORKER_CONCURRENCY * 1000 / task_ms`` msgs/s.
@@ -18,17 +21,18 @@ adding ``WORKER_CONCURRENCY * 1000 / task_ms`` msgs/s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
 import signal
-import sys
 import time
 import uuid
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 import pika
+from cluster.rabbitmq_cluster import RabbitCluster
 from pydantic import BaseModel
 from worker_framework import (
     BaseWorker,
@@ -82,9 +86,9 @@ class SharedTally:
 
     def __init__(self) -> None:
         context = multiprocessing.get_context("fork")
-        self.done: Synchronized[int] = context.Value("q", 0)  # type: ignore[assignment]
-        self.first: Synchronized[float] = context.Value("d", 0.0)  # type: ignore[assignment]
-        self.last: Synchronized[float] = context.Value("d", 0.0)  # type: ignore[assignment]
+        self.done: Synchronized[int] = context.Value("q", 0)
+        self.first: Synchronized[float] = context.Value("d", 0.0)
+        self.last: Synchronized[float] = context.Value("d", 0.0)
 
 
 class TallyReporter(ProgressReporter):
@@ -138,7 +142,9 @@ def preload(url: str, queue: str, messages: int, work_ms: int) -> None:
     connection.close()
 
 
-def run_round(args: argparse.Namespace, queue_type: str, workers: int) -> dict[str, Any]:
+def run_round(
+    args: argparse.Namespace, queue_type: str, workers: int, cluster: RabbitCluster | None
+) -> dict[str, Any]:
     """One queue, ``workers`` processes, every task done: the round's figures."""
     settings = load_settings(
         WorkerSettings,
@@ -153,10 +159,24 @@ def run_round(args: argparse.Namespace, queue_type: str, workers: int) -> dict[s
     connection = connect(settings)
     declare_topology(connection, queue, settings)
     connection.close()
-    preload(args.amqp_url, queue, args.messages, args.task_ms)
+    preload(args.amqp_url.split(",")[0], queue, args.messages, args.task_ms)
     tally = SharedTally()
     context = multiprocessing.get_context("fork")
-    processes = [context.Process(target=serve, args=(settings, tally)) for _ in range(workers)]
+    processes = [
+        context.Process(
+            target=serve,
+            # On a cluster each worker starts at a different node of AMQP_URL.
+            args=(
+                (
+                    settings.model_copy(update={"amqp_url": cluster.urls(number % 3)})
+                    if cluster
+                    else settings
+                ),
+                tally,
+            ),
+        )
+        for number in range(workers)
+    ]
     try:
         for process in processes:
             process.start()
@@ -184,6 +204,7 @@ def run_round(args: argparse.Namespace, queue_type: str, workers: int) -> dict[s
         "messages": args.messages,
         "task_ms": args.task_ms,
         "prefetch": args.prefetch,
+        "broker_nodes": 3 if cluster else 1,
         "seconds": round(seconds, 3),
         "msgs_per_s": round(args.messages / seconds, 1),
     }
@@ -198,17 +219,23 @@ def main() -> None:
     parser.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL))
     parser.add_argument("--log-level", default="WARNING", help="LOG_LEVEL of the workers")
     parser.add_argument("--timeout", type=float, default=600, help="give up on a round after")
+    parser.add_argument(
+        "--cluster", action="store_true", help="run against a 3-node cluster started here"
+    )
     args = parser.parse_args()
     if args.messages < 1 or args.task_ms < 0 or args.prefetch < 1:
         parser.error("--messages and --prefetch must be positive, --task-ms not negative")
 
     summary: dict[str, dict[str, float]] = {}
-    for queue_type in QUEUE_TYPES:
-        rates = summary.setdefault(queue_type, {})
-        for workers in WORKER_COUNTS:
-            figures = run_round(args, queue_type, workers)
-            rates[str(workers)] = figures["msgs_per_s"]
-            print(json.dumps(figures), flush=True)
+    with RabbitCluster() if args.cluster else contextlib.nullcontext() as cluster:
+        if cluster:
+            args.amqp_url = cluster.urls()
+        for queue_type in QUEUE_TYPES:
+            rates = summary.setdefault(queue_type, {})
+            for workers in WORKER_COUNTS:
+                figures = run_round(args, queue_type, workers, cluster)
+                rates[str(workers)] = figures["msgs_per_s"]
+                print(json.dumps(figures), flush=True)
     speedup = {
         queue_type: {n: round(rate / rates["1"], 2) for n, rate in rates.items()}
         for queue_type, rates in summary.items()
@@ -219,6 +246,7 @@ def main() -> None:
                 "messages": args.messages,
                 "task_ms": args.task_ms,
                 "prefetch": args.prefetch,
+                "broker_nodes": 3 if args.cluster else 1,
                 "msgs_per_s": summary,
                 "speedup_over_one_worker": speedup,
             }
@@ -227,4 +255,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
