@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import backoff
 from loguru import logger
+
 from worker_framework.broker import BrokerConnection, Delivery, QueueSpec, describe_nodes
 from worker_framework.errors import BrokerUnavailable, PublishFailed
 from worker_framework.logging import redact
