@@ -25,6 +25,7 @@ from jupiter_plugins.image_target import (
     remove_image_target,
     write_image_target,
 )
+from jupiter_plugins.kubernetes_manifests import add_worker_manifests
 from jupiter_plugins.rendering import TEMPLATE_TYPES
 from jupiter_plugins.worker_names import InvalidWorkerName
 
@@ -114,6 +115,11 @@ async def create_worker(
     console.print_stdout(f"Created {worker.app_dir} ({worker.template_type} worker):")
     for path in worker.files:
         console.print_stdout(f"  {worker.app_dir}/{path}")
+    try:
+        for path in add_worker_manifests(build_root.pathlib_path, worker.names):
+            console.print_stdout(f"  {path} (Kubernetes)")
+    except OSError as error:
+        console.print_stderr(f"create-worker: Kubernetes manifests not written: {error}")
     console.print_stdout(
         f"  {image_target}  (its container image: ./pants package docker:{worker.names.name})"
     )

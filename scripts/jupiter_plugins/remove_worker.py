@@ -16,8 +16,9 @@ from jupiter_plugins.image_target import (
     image_target_state,
     remove_image_target,
 )
+from jupiter_plugins.kubernetes_manifests import remove_worker_manifests
 from jupiter_plugins.removal import RemovalRefused, plan_removal, remove_worker_files
-from jupiter_plugins.worker_names import InvalidWorkerName
+from jupiter_plugins.worker_names import InvalidWorkerName, derive_names
 
 
 class RemoveWorkerSubsystem(GoalSubsystem):
@@ -82,6 +83,13 @@ async def remove_worker(
         console.print_stdout(f"  apps/{name}/{path}")
     if removed_image:
         console.print_stdout(f"  {removed_image}")
+    changed, kept = remove_worker_manifests(build_root.pathlib_path, derive_names(name))
+    for path in changed:
+        console.print_stdout(f"  {path} (Kubernetes)")
+    for path in kept:
+        console.print_stderr(
+            f"remove-worker: {path} was changed since create-worker; left in place"
+        )
     return RemoveWorker(exit_code=0)
 
 

@@ -35,6 +35,8 @@ COPIED = (
     "docker/BUILD",
     "docker/Dockerfile",
     "docker/compose.yaml",
+    # create-worker adds the worker's Kubernetes manifests here; remove-worker takes them out.
+    "deploy",
 )
 
 #: Never copied: caches and outputs of tools, which may be large and are not inputs.
@@ -172,12 +174,17 @@ def test_generated_workers_lint_check_test_and_package_then_remove_cleanly(
     copy_build_root(repo_root(), build_root)
     apps_before = files_under(build_root / "apps")
     docker_before = files_under(build_root / "docker")
+    kustomization = build_root / "deploy" / "base" / "kustomization.yaml"
+    deploy_before = files_under(build_root / "deploy")
+    kustomization_before = kustomization.read_text()
 
     for name, template_type in ((LONG_NAME, "basic"), ("e2e-page-reader", "http-scraper")):
         created = nested_pants(
             build_root, "create-worker", f"--name={name}", f"--type={template_type}"
         )
         assert created.returncode == 0, created.stdout + created.stderr
+        assert (build_root / "deploy" / "base" / "workers" / f"{name}.yaml").is_file()
+        assert f"  - workers/{name}.yaml" in kustomization.read_text()
 
     built = nested_pants(
         build_root,
@@ -200,3 +207,5 @@ def test_generated_workers_lint_check_test_and_package_then_remove_cleanly(
 
     assert files_under(build_root / "apps") == apps_before
     assert files_under(build_root / "docker") == docker_before
+    assert files_under(build_root / "deploy") == deploy_before
+    assert kustomization.read_text() == kustomization_before

@@ -80,6 +80,7 @@ from worker_framework.outcomes import (
     retry_message,
 )
 from worker_framework.progress import ProgressReporter
+from worker_framework.requeue import return_to_queue
 from worker_framework.retry_policy import (
     RetryPolicy,
     dead_letter_queue_name,
@@ -213,6 +214,10 @@ class Consumer:
         self._stop_requested = False
         #: Set when too many abandoned threads still run: :meth:`run` then raises.
         self.restart_needed: str | None = None
+        # Graceful requeues must not spend it (see requeue.py).
+        self._delivery_limit = (
+            QUORUM_DELIVERY_LIMIT if settings.worker_queue_type == "quorum" else None
+        )
 
     # -- public --------------------------------------------------------------------------------
 
@@ -347,7 +352,9 @@ class Consumer:
             return False
         delivery: Delivery = job.payload
         if self._connection is not None:
-            self._connection.requeue(delivery)
+            return_to_queue(
+                self._connection, self.queue, delivery, job.inbound, self._delivery_limit
+            )
         del self._unsettled[delivery.delivery_tag]
         return True
 
@@ -570,7 +577,7 @@ class Consumer:
         if self._unsettled.pop(delivery.delivery_tag, None) is None:
             return  # already acknowledged (or its connection is gone): nothing to give back
         if connection is not None and job.generation == self._generation:
-            connection.requeue(delivery)
+            return_to_queue(connection, self.queue, delivery, job.inbound, self._delivery_limit)
 
     def _task_log(self, run: TaskRun) -> Logger:
         # Bound only where a line is written: most settlements log nothing (the hot path).

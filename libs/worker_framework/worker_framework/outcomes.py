@@ -28,6 +28,8 @@ from worker_framework.inbound import (
 ERROR_TYPE_HEADER = "x-error-type"
 ERROR_MESSAGE_HEADER = "x-error-message"
 FAILED_AT_HEADER = "x-failed-at"
+#: Set by quorum queues on redelivery: how many times the message was returned so far.
+DELIVERY_COUNT_HEADER = "x-delivery-count"
 #: Keep header values small: they travel with every copy of the message.
 MAX_ERROR_MESSAGE_BYTES = 1000
 #: Exception class names are short; a longer one is cut.
@@ -119,6 +121,21 @@ def retry_message(message: InboundMessage, outcome: RetryScheduled) -> OutgoingM
     if notes is not None:
         headers[DROPPED_HEADERS_HEADER] = notes
     return _copy_of(message, headers, expiration_ms=outcome.delay_ms)
+
+
+def requeue_copy(message: InboundMessage) -> OutgoingMessage:
+    """The same task as a new message, for a graceful return to the tail of its queue.
+
+    Same attempt and task state; the broker's return count (``x-delivery-count``) is left out,
+    since the copy starts again at zero returns.
+    """
+    headers = dict(message.headers)
+    headers.pop(DELIVERY_COUNT_HEADER, None)
+    headers[ATTEMPT_HEADER] = message.attempt
+    notes = _notes_header(message)
+    if notes is not None:
+        headers[DROPPED_HEADERS_HEADER] = notes
+    return _copy_of(message, headers)
 
 
 def _failure_headers(error_type: str, error_message: str, attempt: int) -> dict[str, Any]:
