@@ -64,7 +64,7 @@ class _Env:
     def __init__(self, worker_cls: type[BaseWorker[Any, Any]]) -> None:
         self.worker_cls = worker_cls
         try:
-            self.settings: WorkerSettings = load_settings(worker_cls.settings_model)
+            self.settings: WorkerSettings = load_settings(worker_cls.settings_model())
             configure_logging(self.settings)
             self.worker = worker_cls(settings=self.settings)
             self.queue = self.worker.queue_name()
