@@ -21,7 +21,7 @@ from task_api.outbox import Outbox, OutboxTiming
 from task_api.publisher import TaskPublisher
 from task_api.schema import ApiContext, QueryLimits, build_schema
 from task_api.settings import TaskApiSettings
-from task_api.storage import open_store
+from task_api.sql_store import open_store
 
 #: Host names that only this machine can reach (besides loopback IP addresses).
 _LOCAL_HOST_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
