@@ -233,7 +233,9 @@ def test_app_services_on_the_hosts_broker_and_database_complete_a_submitted_task
 
         def status() -> str:
             return str(
-                graphql(graphql_url, STATUS, {"id": task_id}, token=submit_token)["data"]["task"]["status"]
+                graphql(graphql_url, STATUS, {"id": task_id}, token=submit_token)["data"]["task"][
+                    "status"
+                ]
             )
 
         wait_for(lambda: status() == "COMPLETED", 120, 0.5, f"task {task_id} COMPLETED")
