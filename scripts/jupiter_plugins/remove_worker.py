@@ -16,7 +16,12 @@ from jupiter_plugins.image_target import (
     image_target_state,
     remove_image_target,
 )
-from jupiter_plugins.removal import RemovalRefused, plan_removal, remove_worker_files
+from jupiter_plugins.removal import (
+    RemovalRefused,
+    files_to_remove,
+    plan_removal,
+    remove_worker_files,
+)
 from jupiter_plugins.worker_names import InvalidWorkerName
 
 
@@ -27,7 +32,7 @@ class RemoveWorkerSubsystem(GoalSubsystem):
     help = (
         "Remove a worker app that create-worker generated: exactly the files it wrote (listed "
         "in apps/<name>/.generated.json). Refuses when apps/<name>/ holds files it did not "
-        "write or that were changed, unless --force."
+        "write or that were changed, or is not a generated worker at all, unless --force."
     )
 
     # The attribute cannot be called `name`: that is the goal's own name.
@@ -35,8 +40,9 @@ class RemoveWorkerSubsystem(GoalSubsystem):
     force = BoolOption(
         default=False,
         help=(
-            "Delete the whole apps/<name>/ folder of a generated worker, including files "
-            "create-worker did not write and files changed since."
+            "Delete the whole apps/<name>/ folder, including files create-worker did not write, "
+            "files changed since, and apps create-worker never made; every file is listed "
+            "before anything is deleted."
         ),
     )
 
@@ -68,6 +74,12 @@ async def remove_worker(
                 f"create-worker wrote it. Nothing was removed. Run ./pants remove-worker "
                 f"--name={name} --force to delete it with the app."
             )
+        doomed = files_to_remove(plan, name, force=subsystem.force)
+        if not plan.clean:
+            # Forced: say what goes before it goes, as the files are not all generated ones.
+            console.print_stdout(f"Deleting apps/{name} ({len(doomed)} files):")
+            for path in doomed:
+                console.print_stdout(f"  apps/{name}/{path}")
         removed = remove_worker_files(plan, name, force=subsystem.force)
         removed_image = remove_image_target(build_root.pathlib_path, name)
     except InvalidWorkerName as error:
