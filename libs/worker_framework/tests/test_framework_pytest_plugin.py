@@ -11,7 +11,7 @@ from pathlib import Path
 from framework_probe_worker import ProbeWorker
 from worker_framework import TaskStatus, WorkerSettings
 from worker_framework.outcomes import Completed, DeadLettered, RetryScheduled
-from worker_framework.testing import subprocess_env, worker_settings
+from worker_framework.testing import settings_env, subprocess_env, wait_for, worker_settings
 
 BROKER_TEST = textwrap.dedent("""
     def test_needs_the_broker(client):
@@ -58,6 +58,31 @@ def test_make_settings_uses_fast_retries_and_a_fresh_queue_each_time(make_settin
     assert first.worker_queue != second.worker_queue
     assert first.worker_initial_delay_ms < 1000  # the production default
     assert make_settings(worker_max_retries=1).worker_max_retries == 1
+
+
+def test_worker_thread_consumes_until_the_test_ends(
+    client, make_settings, reply_queue, worker_thread
+):
+    settings = make_settings()
+    worker_thread(ProbeWorker, settings)
+
+    client.publish_task(settings.worker_queue, {"id": "threaded"}, reply_to=reply_queue)
+
+    [reply] = client.wait_for_messages(reply_queue, 1)
+    assert reply.json()["id"] == "threaded"
+
+
+def test_worker_process_runs_an_entry_point_against_the_test_broker(
+    client, make_settings, reply_queue, worker_process
+):
+    settings = make_settings()
+    worker = worker_process("framework_probe_worker:main", "run", env=settings_env(settings))
+    wait_for(lambda: client.consumer_count(settings.worker_queue) == 1, 60, message="consuming")
+
+    client.publish_task(settings.worker_queue, {"id": "in-a-process"}, reply_to=reply_queue)
+
+    [reply] = client.wait_for_messages(reply_queue, 1, timeout=60)
+    assert reply.json()["pid"] == worker.pid
 
 
 def _unused_port() -> int:

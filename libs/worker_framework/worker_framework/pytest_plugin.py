@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,16 +156,15 @@ def worker_process(rabbitmq_url: str) -> Iterator[Callable[..., WorkerProcess]]:
 
     Each one is killed (if still running) when the test ends.
     """
-    processes: list[WorkerProcess] = []
+    with ExitStack() as started:
 
-    def start(entry_point: str, *args: str, env: Mapping[str, str] | None = None) -> WorkerProcess:
-        process = WorkerProcess(entry_point, *args, env={"AMQP_URL": rabbitmq_url, **(env or {})})
-        processes.append(process)
-        return process
+        def start(
+            entry_point: str, *args: str, env: Mapping[str, str] | None = None
+        ) -> WorkerProcess:
+            environment = {"AMQP_URL": rabbitmq_url, **(env or {})}
+            return started.enter_context(WorkerProcess(entry_point, *args, env=environment))
 
-    yield start
-    for process in processes:
-        process.__exit__(None, None, None)
+        yield start
 
 
 @dataclass(frozen=True)
