@@ -1,20 +1,11 @@
-"""Shared by the end-to-end tests: retry settings and a reporter that sees final statuses."""
+"""Shared by the end-to-end tests: a reporter that sees final statuses."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from worker_framework import ProgressReporter, ProgressUpdate
-
-#: Quick retries: the retry tests wait for them, and the formula is the same at any scale.
-FAST_RETRIES: dict[str, Any] = {
-    "worker_initial_delay_ms": 100,
-    "worker_backoff_factor": 2.0,
-    "worker_max_delay_ms": 1000,
-    "worker_max_retries": 3,
-}
 
 
 class TeeReporter(ProgressReporter):

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from e2e_progress_worker import GATES, E2EWorker
-from e2e_support import FAST_RETRIES, TeeReporter
+from e2e_support import TeeReporter
 from task_api.testing import TaskApiServer, fetch_task, free_port
 from worker_framework.graphql_reporter import GraphQLReporter
 from worker_framework.testing import QueueClient, WorkerProcess, WorkerThread, wait_for
@@ -140,12 +140,12 @@ def test_with_task_api_started_mid_run_the_final_statuses_arrive(client, setting
 
 
 def test_a_worker_process_configured_by_graphql_url_and_token_reports_to_a_secured_api(
-    client, settings
+    client, settings, fast_retries
 ):
     token = f"tok-{uuid.uuid4().hex}"
     with TaskApiServer(tokens=[token], extra_env={"AMQP_URL": settings.amqp_url}) as server:
         # The same retry settings as the fixture's, so that its clean-up finds every queue.
-        env = {name.upper(): str(value) for name, value in FAST_RETRIES.items()}
+        env = {name.upper(): str(value) for name, value in fast_retries.items()}
         env |= {
             "WORKER_QUEUE": str(settings.worker_queue),
             "GRAPHQL_URL": server.url,

@@ -3,9 +3,10 @@
 It deletes the files listed in the app's manifest whose content is still what create-worker
 wrote, the manifest, tool caches, and the folders left empty: exactly what create-worker made.
 A file that is not in the manifest, or one whose content changed, is someone's work: the
-removal is refused (listing those files) unless ``--force``, which deletes the whole folder. A
-folder without a valid manifest is not a generated worker at all (a hand-written app, or one
-whose owners deleted the manifest to make it theirs): it is refused even with ``--force``.
+removal is refused (listing those files) unless ``--force``. A folder without a valid manifest
+is not a generated worker at all (a hand-written app, or one whose owners deleted the manifest
+to make it theirs): it is refused too unless ``--force``. ``--force`` deletes the whole folder,
+and the goal lists every file before it deletes anything.
 """
 
 from __future__ import annotations
@@ -75,9 +76,10 @@ def refusal_message(plan: RemovalPlan, name: str) -> str:
     """Why the removal was refused, what is at stake and how to go ahead anyway."""
     if plan.manifest_problem:
         return (
-            f"refusing to remove apps/{name}: {plan.manifest_problem}. remove-worker only removes "
-            "workers create-worker generated; delete this folder yourself (e.g. git rm -r) if "
-            "you mean it. Nothing was removed."
+            f"refusing to remove apps/{name}: {plan.manifest_problem}. Without --force, "
+            "remove-worker only removes workers create-worker generated. Nothing was removed. "
+            f"Run ./pants remove-worker --name={name} --force to delete the whole folder "
+            "(it lists every file first)."
         )
     lines = [f"refusing to remove apps/{name}: it holds work create-worker did not write."]
     lines.extend(f"  - not generated: {path}" for path in plan.foreign)
@@ -89,23 +91,35 @@ def refusal_message(plan: RemovalPlan, name: str) -> str:
     return "\n".join(lines)
 
 
+def files_to_remove(plan: RemovalPlan, name: str, *, force: bool) -> list[str]:
+    """What :func:`remove_worker_files` deletes (relative to ``apps/<name>``), to show first.
+
+    Raises RemovalRefused when the plan is not clean (foreign or changed files, no valid
+    manifest) and ``force`` is false.
+    """
+    if not plan.clean and not force:
+        raise RemovalRefused(refusal_message(plan, name))
+    files = {*plan.generated, *plan.modified, *plan.foreign}
+    if plan.manifest_problem is None:
+        files.add(MANIFEST_NAME)  # a broken manifest is already among the foreign files
+    return sorted(files)
+
+
 def remove_worker_files(plan: RemovalPlan, name: str, *, force: bool) -> list[str]:
     """Delete the worker; return the deleted files (relative to the build root's apps/<name>).
 
-    Raises RemovalRefused (deleting nothing) when the folder has no valid manifest, or when the
-    plan is not clean and ``force`` is false.
+    Raises RemovalRefused (deleting nothing) when the plan is not clean and ``force`` is false;
+    with ``force`` the whole folder goes, generated or not.
     """
-    if plan.manifest_problem or (not plan.clean and not force):
-        raise RemovalRefused(refusal_message(plan, name))
+    removed = files_to_remove(plan, name, force=force)
     if force:
-        removed = [*plan.generated, *plan.modified, *plan.foreign, MANIFEST_NAME]
         shutil.rmtree(plan.app_dir)
-        return sorted(removed)
+        return removed
     for path in plan.generated:
         (plan.app_dir / path).unlink()
     (plan.app_dir / MANIFEST_NAME).unlink()
     _remove_caches_and_empty_dirs(plan.app_dir)
-    return sorted([*plan.generated, MANIFEST_NAME])
+    return removed
 
 
 def _user_files(app_dir: Path) -> list[str]:

@@ -17,7 +17,12 @@ from jupiter_plugins.image_target import (
     remove_image_target,
 )
 from jupiter_plugins.kubernetes_manifests import remove_worker_manifests
-from jupiter_plugins.removal import RemovalRefused, plan_removal, remove_worker_files
+from jupiter_plugins.removal import (
+    RemovalRefused,
+    files_to_remove,
+    plan_removal,
+    remove_worker_files,
+)
 from jupiter_plugins.worker_names import InvalidWorkerName, derive_names
 
 
@@ -28,7 +33,7 @@ class RemoveWorkerSubsystem(GoalSubsystem):
     help = (
         "Remove a worker app that create-worker generated: exactly the files it wrote (listed "
         "in apps/<name>/.generated.json). Refuses when apps/<name>/ holds files it did not "
-        "write or that were changed, unless --force."
+        "write or that were changed, or is not a generated worker at all, unless --force."
     )
 
     # The attribute cannot be called `name`: that is the goal's own name.
@@ -36,8 +41,9 @@ class RemoveWorkerSubsystem(GoalSubsystem):
     force = BoolOption(
         default=False,
         help=(
-            "Delete the whole apps/<name>/ folder of a generated worker, including files "
-            "create-worker did not write and files changed since."
+            "Delete the whole apps/<name>/ folder, including files create-worker did not write, "
+            "files changed since, and apps create-worker never made; every file is listed "
+            "before anything is deleted."
         ),
     )
 
@@ -69,6 +75,12 @@ async def remove_worker(
                 f"create-worker wrote it. Nothing was removed. Run ./pants remove-worker "
                 f"--name={name} --force to delete it with the app."
             )
+        doomed = files_to_remove(plan, name, force=subsystem.force)
+        if not plan.clean:
+            # Forced: say what goes before it goes, as the files are not all generated ones.
+            console.print_stdout(f"Deleting apps/{name} ({len(doomed)} files):")
+            for path in doomed:
+                console.print_stdout(f"  apps/{name}/{path}")
         removed = remove_worker_files(plan, name, force=subsystem.force)
         removed_image = remove_image_target(build_root.pathlib_path, name)
     except InvalidWorkerName as error:

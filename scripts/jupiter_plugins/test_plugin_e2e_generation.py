@@ -24,6 +24,9 @@ import pytest
 COPIED = (
     "pants",
     "pants.toml",
+    # The test defaults (the framework's pytest plugin) and what its targets need.
+    "BUILD",
+    ".dockerignore",
     "mypy.ini",
     "pyproject.toml",
     ".gitignore",

@@ -109,6 +109,23 @@ def test_remove_worker_refuses_a_folder_with_other_files_unless_forced(
     assert not Path(rule_runner.build_root, "apps/pdf-render").exists()
 
 
+def test_remove_worker_force_removes_a_hand_written_app_after_listing_its_files(
+    rule_runner: RuleRunner,
+) -> None:
+    rule_runner.write_files({"apps/mine/BUILD": "# mine\n", "apps/mine/src/mine/app.py": ""})
+
+    refused = rule_runner.run_goal_rule(RemoveWorker, args=["--name=mine"])
+    assert refused.exit_code == 1
+    assert Path(rule_runner.build_root, "apps/mine/src/mine/app.py").exists()
+
+    forced = rule_runner.run_goal_rule(RemoveWorker, args=["--name=mine", "--force"])
+    assert forced.exit_code == 0, forced.stderr
+    listing = forced.stdout.split("Removed", 1)[0]
+    assert "Deleting apps/mine (2 files):" in listing
+    assert "apps/mine/BUILD" in listing and "apps/mine/src/mine/app.py" in listing
+    assert not Path(rule_runner.build_root, "apps/mine").exists()
+
+
 def test_remove_worker_of_an_unknown_worker_fails_clearly(rule_runner: RuleRunner) -> None:
     result = rule_runner.run_goal_rule(RemoveWorker, args=["--name=nothing-here"])
 

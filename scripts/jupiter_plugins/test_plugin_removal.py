@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from jupiter_plugins.creation import plan_new_worker
-from jupiter_plugins.removal import RemovalRefused, plan_removal, remove_worker_files
+from jupiter_plugins.removal import (
+    RemovalRefused,
+    files_to_remove,
+    plan_removal,
+    remove_worker_files,
+)
 from jupiter_plugins.worker_names import InvalidWorkerName
 
 
@@ -101,26 +106,41 @@ def test_force_removes_the_whole_folder_with_foreign_and_changed_files(build_roo
     assert {"notes.txt", "BUILD"} <= set(removed)
 
 
-@pytest.mark.parametrize("force", [False, True])
-def test_a_folder_without_manifest_is_not_a_generated_worker_even_with_force(
-    build_root: Path, force: bool
+def test_a_folder_without_manifest_is_refused_and_the_refusal_says_how_to_force_it(
+    build_root: Path,
 ) -> None:
     plan = plan_removal(build_root, "other")
 
-    with pytest.raises(RemovalRefused, match="no .generated.json"):
-        remove_worker_files(plan, "other", force=force)
+    with pytest.raises(RemovalRefused, match="no .generated.json") as refused:
+        remove_worker_files(plan, "other", force=False)
 
+    assert "--force" in str(refused.value)
     assert (build_root / "apps" / "other" / "src" / "keep.py").exists()
 
 
-def test_a_folder_with_a_broken_manifest_is_not_removed(build_root: Path) -> None:
+def test_force_removes_a_hand_written_app_and_names_each_file_first(build_root: Path) -> None:
+    plan = plan_removal(build_root, "other")
+
+    listed = files_to_remove(plan, "other", force=True)
+    assert (build_root / "apps" / "other" / "src" / "keep.py").exists()  # listing deletes nothing
+    removed = remove_worker_files(plan, "other", force=True)
+
+    assert listed == removed == ["src/keep.py"]
+    assert not (build_root / "apps" / "other").exists()
+    assert (build_root / "apps" / "BUILD").exists()
+
+
+def test_a_folder_with_a_broken_manifest_is_removed_only_with_force(build_root: Path) -> None:
     app = create(build_root)
     (app / ".generated.json").write_text("{")
 
     with pytest.raises(RemovalRefused, match="not valid JSON"):
-        remove_worker_files(plan_removal(build_root, "pdf-render"), "pdf-render", force=True)
-
+        remove_worker_files(plan_removal(build_root, "pdf-render"), "pdf-render", force=False)
     assert (app / "BUILD").exists()
+
+    removed = remove_worker_files(plan_removal(build_root, "pdf-render"), "pdf-render", force=True)
+    assert {".generated.json", "BUILD"} <= set(removed)
+    assert not app.exists()
 
 
 def test_a_worker_that_does_not_exist_cannot_be_removed(build_root: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from jupiter_plugins.rendering import TEMPLATE_TYPES, TemplateError, render_worker
 from jupiter_plugins.worker_names import derive_names
 
-#: The layout every generated app has (README.md "Repo layout" and DESIGN.md).
+#: The layout every generated app has (README.md "Repo layout" and docs/architecture.md).
 REQUIRED_FILES = {
     "BUILD",
     "README.md",

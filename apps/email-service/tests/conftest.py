@@ -22,6 +22,12 @@ from worker_framework import TaskContext
 from worker_framework.testing import RecordingReporter
 
 
+@pytest.fixture
+def worker_settings_model() -> type[EmailSettings]:
+    """The framework plugin's ``make_settings`` builds email settings."""
+    return EmailSettings
+
+
 @pytest.fixture(scope="session")
 def tls_ca() -> trustme.CA:
     """A throw-away certificate authority."""

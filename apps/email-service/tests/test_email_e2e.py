@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
@@ -12,14 +12,7 @@ from email_service.settings import EmailSettings
 from email_service.worker import EmailWorker
 from email_smtp_server import SMTP_PASSWORD, SMTP_USER, ServerFactory, SmtpServer
 from worker_framework import TaskStatus
-from worker_framework.testing import (
-    QueueClient,
-    RecordingReporter,
-    WorkerThread,
-    unique_queue_name,
-    wait_for,
-    worker_settings,
-)
+from worker_framework.testing import QueueClient, RecordingReporter, WorkerThread, wait_for
 
 WELCOME = {
     "to": ["Ana Gómez <ana@example.com>"],
@@ -29,22 +22,12 @@ WELCOME = {
 
 
 @pytest.fixture
-def queue_client() -> Iterator[QueueClient]:
-    """A connection to the test broker for publishing and reading."""
-    with QueueClient() as client:
-        yield client
-
-
-@pytest.fixture
-def e2e_settings(queue_client: QueueClient) -> Iterator[Any]:
+def e2e_settings(make_settings: Callable[..., EmailSettings]) -> Callable[..., EmailSettings]:
     """``e2e_settings(server, ca_file, **overrides)``: settings on a fresh queue, deleted after."""
-    made: list[EmailSettings] = []
 
     def make(server: SmtpServer, ca_file: Path, **overrides: Any) -> EmailSettings:
         values: dict[str, Any] = {
-            "worker_queue": unique_queue_name("email-e2e"),
             "worker_max_retries": 2,
-            "worker_initial_delay_ms": 50,
             "worker_max_delay_ms": 200,
             "smtp_host": "127.0.0.1",
             "smtp_port": server.port,
@@ -54,39 +37,26 @@ def e2e_settings(queue_client: QueueClient) -> Iterator[Any]:
             "smtp_ca_file": ca_file,
             "email_from": "Jupiter <no-reply@jupiter.example.com>",
         }
-        values.update(overrides)
-        settings = worker_settings(EmailSettings, **values)
-        made.append(settings)
-        return settings
+        return make_settings(**(values | overrides))
 
-    yield make
-    for settings in made:
-        queue_client.delete_worker_queues(settings)
-
-
-@pytest.fixture
-def reply_queue(queue_client: QueueClient) -> Iterator[str]:
-    """A queue receiving results (``reply_to``)."""
-    name = queue_client.declare_reply_queue()
-    yield name
-    queue_client.delete_queue(name)
+    return make
 
 
 def test_a_queued_task_is_delivered_and_its_result_returned(
     start_smtp_server: ServerFactory,
     ca_file: Path,
     e2e_settings: Any,
-    queue_client: QueueClient,
+    client: QueueClient,
     reply_queue: str,
 ) -> None:
     server = start_smtp_server("starttls")
     settings = e2e_settings(server, ca_file)
     reporter = RecordingReporter()
     with WorkerThread(EmailWorker, settings, reporter=reporter):
-        task_id = queue_client.publish_task(
+        task_id = client.publish_task(
             settings.worker_queue, {"id": "e2e-welcome-1", **WELCOME}, reply_to=reply_queue
         )
-        [reply] = queue_client.wait_for_messages(reply_queue, 1)
+        [reply] = client.wait_for_messages(reply_queue, 1)
 
     assert task_id == "e2e-welcome-1"
     assert reply.json() == {
@@ -110,17 +80,17 @@ def test_a_4xx_is_retried_and_the_retry_keeps_the_message_id(
     start_smtp_server: ServerFactory,
     ca_file: Path,
     e2e_settings: Any,
-    queue_client: QueueClient,
+    client: QueueClient,
     reply_queue: str,
 ) -> None:
     server = start_smtp_server("starttls", first_data_replies=["451 4.3.0 Try again later"])
     settings = e2e_settings(server, ca_file)
     reporter = RecordingReporter()
     with WorkerThread(EmailWorker, settings, reporter=reporter):
-        task_id = queue_client.publish_task(
+        task_id = client.publish_task(
             settings.worker_queue, {"id": "e2e-retry-1", **WELCOME}, reply_to=reply_queue
         )
-        [reply] = queue_client.wait_for_messages(reply_queue, 1)
+        [reply] = client.wait_for_messages(reply_queue, 1)
 
     assert reply.json()["message_id"] == "<e2e-retry-1@jupiter.example.com>"
     assert reply.header("x-attempt") == 2
@@ -134,7 +104,7 @@ def test_recipients_deferred_while_others_were_accepted_are_retried_alone(
     start_smtp_server: ServerFactory,
     ca_file: Path,
     e2e_settings: Any,
-    queue_client: QueueClient,
+    client: QueueClient,
     reply_queue: str,
 ) -> None:
     server = start_smtp_server("starttls", greylisted={"bruno@example.com"})
@@ -142,8 +112,8 @@ def test_recipients_deferred_while_others_were_accepted_are_retried_alone(
     reporter = RecordingReporter()
     task = {"id": "e2e-grey-1", **WELCOME, "cc": ["bruno@example.com"], "bcc": ["c@example.com"]}
     with WorkerThread(EmailWorker, settings, reporter=reporter):
-        queue_client.publish_task(settings.worker_queue, task, reply_to=reply_queue)
-        [reply] = queue_client.wait_for_messages(reply_queue, 1)
+        client.publish_task(settings.worker_queue, task, reply_to=reply_queue)
+        [reply] = client.wait_for_messages(reply_queue, 1)
 
     first, second = server.received
     assert first.rcpt_tos == ["ana@example.com", "c@example.com"]
@@ -158,7 +128,7 @@ def test_recipients_still_deferred_when_retries_run_out_fail_the_task(
     start_smtp_server: ServerFactory,
     ca_file: Path,
     e2e_settings: Any,
-    queue_client: QueueClient,
+    client: QueueClient,
 ) -> None:
     server = start_smtp_server(
         "starttls", rcpt_replies={"bruno@example.com": "450 4.2.0 Greylisted, come back later"}
@@ -167,8 +137,8 @@ def test_recipients_still_deferred_when_retries_run_out_fail_the_task(
     reporter = RecordingReporter()
     task = {"id": "e2e-grey-2", **WELCOME, "cc": ["bruno@example.com"]}
     with WorkerThread(EmailWorker, settings, reporter=reporter):
-        queue_client.publish_task(settings.worker_queue, task)
-        [dead] = queue_client.wait_for_messages(f"{settings.worker_queue}.dlq", 1)
+        client.publish_task(settings.worker_queue, task)
+        [dead] = client.wait_for_messages(f"{settings.worker_queue}.dlq", 1)
         wait_for(lambda: reporter.for_task("e2e-grey-2")[-1].status is TaskStatus.FAILED)
 
     # Ana got the message once; the retries went to bruno alone, who never accepted it.
@@ -178,13 +148,13 @@ def test_recipients_still_deferred_when_retries_run_out_fail_the_task(
 
 
 def test_a_5xx_dead_letters_the_task_with_the_servers_reply(
-    start_smtp_server: ServerFactory, ca_file: Path, e2e_settings: Any, queue_client: QueueClient
+    start_smtp_server: ServerFactory, ca_file: Path, e2e_settings: Any, client: QueueClient
 ) -> None:
     server = start_smtp_server("starttls", data_reply="554 5.7.1 Rejected by policy")
     settings = e2e_settings(server, ca_file)
     with WorkerThread(EmailWorker, settings):
-        queue_client.publish_task(settings.worker_queue, {"id": "e2e-554", **WELCOME})
-        [dead] = queue_client.wait_for_messages(f"{settings.worker_queue}.dlq", 1)
+        client.publish_task(settings.worker_queue, {"id": "e2e-554", **WELCOME})
+        [dead] = client.wait_for_messages(f"{settings.worker_queue}.dlq", 1)
 
     assert dead.json()["id"] == "e2e-554"
     assert "554 5.7.1 Rejected by policy" in dead.header("x-error-message")
@@ -193,15 +163,15 @@ def test_a_5xx_dead_letters_the_task_with_the_servers_reply(
 
 
 def test_a_header_injection_task_is_dead_lettered_and_nothing_is_sent(
-    start_smtp_server: ServerFactory, ca_file: Path, e2e_settings: Any, queue_client: QueueClient
+    start_smtp_server: ServerFactory, ca_file: Path, e2e_settings: Any, client: QueueClient
 ) -> None:
     server = start_smtp_server("starttls")
     settings = e2e_settings(server, ca_file)
     evil = {"id": "e2e-evil", "to": "ana@example.com", "subject": "Hi\r\nBcc: x@example.com"}
     with WorkerThread(EmailWorker, settings):
-        queue_client.publish_task(settings.worker_queue, {**evil, "text": "hello"})
-        [dead] = queue_client.wait_for_messages(f"{settings.worker_queue}.dlq", 1)
+        client.publish_task(settings.worker_queue, {**evil, "text": "hello"})
+        [dead] = client.wait_for_messages(f"{settings.worker_queue}.dlq", 1)
 
     assert "header injection" in dead.header("x-error-message")
     assert server.received == []
-    wait_for(lambda: queue_client.message_count(settings.worker_queue) == 0, message="queue empty")
+    wait_for(lambda: client.message_count(settings.worker_queue) == 0, message="queue empty")

@@ -11,7 +11,7 @@ import pytest
 import requests
 from task_api.document_cache import DocumentCache
 from task_api.testing import TaskApiServer
-from worker_framework.graphql_reporter import batch_document
+from worker_framework.graphql_client import batch_document
 
 #: The documented bound (README, "Security"): with the default limits, a burst of oversized
 #: and expensive queries raises task-api's resident memory by less than this.

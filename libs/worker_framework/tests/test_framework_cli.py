@@ -234,6 +234,21 @@ def test_healthcheck_exits_one_when_the_broker_is_unreachable_without_leaking_th
 
 
 @pytest.mark.parametrize(
+    ("args", "stdin"),
+    [(["enqueue", "-"], '{"id": "t"}'), (["dlq", "list"], None), (["dlq", "purge", "--yes"], None)],
+)
+def test_every_broker_command_reports_an_unreachable_broker_in_one_line_and_exits_one(
+    make_settings, args, stdin
+):
+    url = "amqp://guest:hunter2secret@127.0.0.1:1/%2F"
+    result = invoke(make_settings(), *args, input=stdin, AMQP_URL=url)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot reach RabbitMQ")
+    assert result.stderr.count("\n") == 1
+    assert "hunter2secret" not in result.output
+
+
+@pytest.mark.parametrize(
     ("variable", "value"),
     [
         ("WORKER_PREFETCH", "lots"),

@@ -23,7 +23,7 @@ from pika.spec import BasicProperties
 from pydantic import BaseModel
 from worker_framework import BaseWorker, TaskContext, WorkerError
 from worker_framework.broker import Delivery
-from worker_framework.graphql_reporter import encode_input, to_input
+from worker_framework.graphql_client import encode_input, to_input
 from worker_framework.inbound import MAX_ATTEMPT, MAX_SHORT_STRING_BYTES, normalise
 from worker_framework.outcomes import (
     DeadLettered,

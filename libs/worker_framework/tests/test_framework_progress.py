@@ -6,8 +6,8 @@ import io
 
 from loguru import logger
 from worker_framework import LogReporter, ProgressUpdate, TaskStatus
+from worker_framework.cli import make_reporter
 from worker_framework.logging import configure_logging
-from worker_framework.progress import make_reporter
 from worker_framework.testing import worker_settings
 
 

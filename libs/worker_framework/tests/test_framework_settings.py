@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from worker_framework import WorkerSettings
+from click.testing import CliRunner
+from pydantic import BaseModel
+from worker_framework import BaseWorker, TaskContext, WorkerSettings
+from worker_framework.cli import build_cli
 from worker_framework.errors import SettingsError
 from worker_framework.settings import load_settings
 
@@ -77,3 +80,41 @@ def test_invalid_value_raises_settings_error_naming_the_variable_without_its_val
     assert caught.value.variable == variable
     assert str(caught.value).startswith(f"invalid setting {variable}: ")
     assert "topsecret" not in str(caught.value)
+
+
+class _Task(BaseModel):
+    id: str
+
+
+class AppWorker(BaseWorker[_Task, _Task]):
+    default_queue = "settings-annotation"
+    settings: AppSettings
+
+
+def test_the_settings_annotation_names_the_model_the_cli_loads():
+    assert AppWorker.settings_model() is AppSettings
+    assert BaseWorker.settings_model() is WorkerSettings
+
+
+def test_a_worker_gets_its_own_settings_type_without_a_cast():
+    worker = AppWorker(settings=load_settings(AppSettings, smtp_port=2525))
+    assert worker.settings.smtp_port == 2525
+
+
+def test_a_worker_refuses_settings_of_another_model():
+    with pytest.raises(TypeError, match="AppWorker needs AppSettings, got WorkerSettings"):
+        AppWorker(settings=load_settings(WorkerSettings))
+
+
+def test_the_run_task_command_loads_the_annotated_model(monkeypatch):
+    monkeypatch.setenv("SMTP_PORT", "2626")
+    seen: list[int] = []
+
+    class EchoWorker(AppWorker):
+        def execute_task(self, task: _Task, ctx: TaskContext) -> _Task:
+            seen.append(self.settings.smtp_port)
+            return task
+
+    result = CliRunner().invoke(build_cli(EchoWorker), ["run-task", "-"], input='{"id": "t1"}')
+    assert result.exit_code == 0, result.output
+    assert seen == [2626]

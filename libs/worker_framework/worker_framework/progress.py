@@ -1,8 +1,8 @@
 """Task progress: the statuses, one update, and where updates go.
 
 A :class:`ProgressReporter` receives every status change of a task. The default,
-:class:`LogReporter`, writes them to the log; with ``GRAPHQL_URL`` set,
-:func:`make_reporter` returns the GraphQL client instead (``worker_framework.graphql_reporter``).
+:class:`LogReporter`, writes them to the log; with ``GRAPHQL_URL`` set, the command line
+(``worker_framework.cli.make_reporter``) assembles the GraphQL reporter instead.
 A reporter must never block a task for long and never raise: progress is informative, the
 queues are the source of truth.
 """
@@ -13,14 +13,11 @@ import abc
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from loguru import logger
 
 from worker_framework.logging import is_enabled
-
-if TYPE_CHECKING:
-    from worker_framework.settings import WorkerSettings
 
 
 class TaskStatus(str, enum.Enum):
@@ -97,14 +94,3 @@ class LogReporter(ProgressReporter):
 
     def close(self, timeout_s: float) -> None:
         """Nothing is buffered."""
-
-
-def make_reporter(settings: WorkerSettings) -> ProgressReporter:
-    """The GraphQL reporter when ``GRAPHQL_URL`` is set, else a :class:`LogReporter`."""
-    if settings.graphql_url:
-        # Imported lazily: workers without a progress API never load the HTTP client.
-        from worker_framework.graphql_reporter import GraphQLReporter
-
-        reporter: ProgressReporter = GraphQLReporter(settings.graphql_url, settings.graphql_token)
-        return reporter
-    return LogReporter()

@@ -12,18 +12,13 @@ Typical use in an app's tests::
     delete_worker_queues(settings)   # or client.delete_worker_queues(settings)
 
 ``WorkerProcess`` runs a worker's ``main`` in a subprocess (``[sys.executable, ...]`` with the
-current ``sys.path``), for signals and crashes.
+current ``sys.path``), for signals and crashes (``worker_framework.testing_processes``).
+The pytest fixtures built on these helpers are in ``worker_framework.pytest_plugin``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -32,25 +27,39 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
-from pydantic import SecretStr
-from shared_utils.child_process import inherited_pythonpath
-
 from worker_framework.broker import BrokerConnection, Delivery, OutgoingMessage, QueueSpec
 from worker_framework.consumer import Consumer, worker_topology
 from worker_framework.inbound import ATTEMPT_HEADER
 from worker_framework.progress import LogReporter, ProgressReporter, ProgressUpdate
 from worker_framework.settings import SettingsT, WorkerSettings, load_settings
+from worker_framework.testing_processes import (
+    DEFAULT_TEST_AMQP_URL,
+    WorkerProcess,
+    amqp_url,
+    close_broker_connections,
+    settings_env,
+    subprocess_env,
+)
 from worker_framework.worker import BaseWorker
 
+__all__ = [
+    "DEFAULT_TEST_AMQP_URL",
+    "QueueClient",
+    "ReceivedMessage",
+    "RecordingReporter",
+    "WorkerProcess",
+    "WorkerThread",
+    "amqp_url",
+    "close_broker_connections",
+    "delete_worker_queues",
+    "settings_env",
+    "subprocess_env",
+    "unique_queue_name",
+    "wait_for",
+    "worker_settings",
+]
+
 T = TypeVar("T")
-
-#: The broker the repository's test suites use when ``AMQP_URL`` is unset.
-DEFAULT_TEST_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
-
-
-def amqp_url() -> str:
-    """The broker under test: ``AMQP_URL`` or the local default."""
-    return os.environ.get("AMQP_URL", DEFAULT_TEST_AMQP_URL)
 
 
 def unique_queue_name(prefix: str = "test") -> str:
@@ -330,97 +339,3 @@ class WorkerThread:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def settings_env(settings: WorkerSettings) -> dict[str, str]:
-    """``settings`` as environment variables, for a CLI runner or a :class:`WorkerProcess`."""
-    env: dict[str, str] = {}
-    for field, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        env[field.upper()] = str(value)
-    return env
-
-
-def subprocess_env(**overrides: str) -> dict[str, str]:
-    """The current environment plus ``PYTHONPATH`` = this interpreter's ``sys.path`` (works in a
-    Pants sandbox and a venv alike), plus ``overrides``."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = inherited_pythonpath()
-    env.setdefault("AMQP_URL", amqp_url())
-    env.update(overrides)
-    return env
-
-
-class WorkerProcess:
-    """Runs ``entry_point`` (``"package.module:function"``, usually ``app.main:main``) in a
-    subprocess with the given CLI ``args`` and environment overrides. Its stderr (the log) is
-    kept in a temporary file: read it with :meth:`output`."""
-
-    def __init__(self, entry_point: str, *args: str, env: Mapping[str, str] | None = None) -> None:
-        module, _, function = entry_point.partition(":")
-        importlib.util.find_spec(module)  # fail early, in the test, on a typo
-        code = f"import sys, {module} as m; sys.argv[0] = {module!r}; m.{function or 'main'}()"
-        self._log = tempfile.NamedTemporaryFile(prefix="worker-", suffix=".log", delete=False)
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", code, *args],
-            env=subprocess_env(**dict(env or {})),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def pid(self) -> int:
-        """The process id."""
-        return self.process.pid
-
-    def send_signal(self, signum: int = signal.SIGTERM) -> None:
-        """Send a signal (SIGTERM by default)."""
-        self.process.send_signal(signum)
-
-    def kill(self) -> None:
-        """SIGKILL: the process dies without any cleanup."""
-        self.process.kill()
-
-    def wait(self, timeout: float = 30.0) -> int:
-        """Wait for the exit and return the exit code."""
-        return self.process.wait(timeout)
-
-    def output(self) -> str:
-        """Everything the process wrote so far (stdout and stderr)."""
-        with open(self._log.name, encoding="utf-8", errors="replace") as log:
-            return log.read()
-
-    def __enter__(self) -> WorkerProcess:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self._log.close()
-        os.unlink(self._log.name)
-
-
-def close_broker_connections(connection_name: str) -> int:
-    """Have RabbitMQ close (as on a broker restart) the connections with this client name.
-
-    Needs ``rabbitmqctl`` on PATH with rights on the broker; returns how many were closed.
-    """
-    listing = subprocess.run(
-        ["rabbitmqctl", "list_connections", "-q", "--no-table-headers", "pid", "client_properties"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    marker = f'{{"connection_name","{connection_name}"}}'
-    pids = [line.split("\t", 1)[0] for line in listing.splitlines() if marker in line]
-    for pid in pids:
-        subprocess.run(
-            ["rabbitmqctl", "close_connection", pid, "closed by test"],
-            check=True,
-            capture_output=True,
-        )
-    return len(pids)

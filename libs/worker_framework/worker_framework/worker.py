@@ -4,7 +4,7 @@
 
     class EmailWorker(BaseWorker[EmailTask, EmailResult]):
         default_queue = "email-service"
-        settings_model = EmailSettings
+        settings: EmailSettings
 
         def worker_type(self) -> str:
             return "email"
@@ -14,11 +14,14 @@
             ...
 
 The framework reads ``TaskT`` and ``ResultT`` from the generic parameters, validates every
-message body into ``TaskT`` and serialises the returned ``ResultT`` as the result.
+message body into ``TaskT`` and serialises the returned ``ResultT`` as the result. The
+``settings`` annotation names the app's settings model (a subclass of ``WorkerSettings``): the
+CLI loads that model from the environment, and ``self.settings`` has its type, with no cast.
 """
 
 from __future__ import annotations
 
+import sys
 import typing
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -106,11 +109,23 @@ class BaseWorker(Generic[TaskT, ResultT]):
 
     #: The queue consumed when ``WORKER_QUEUE`` is unset; by convention the app's name.
     default_queue: ClassVar[str]
-    #: The settings model the CLI loads; apps point this at their subclass of WorkerSettings.
-    settings_model: ClassVar[type[WorkerSettings]] = WorkerSettings
+    #: The worker's settings. A subclass narrows the annotation (``settings: EmailSettings``)
+    #: to get its own fields typed; :meth:`settings_model` reads that annotation.
+    settings: WorkerSettings
 
     def __init__(self, settings: WorkerSettings) -> None:
+        model = self.settings_model()
+        if not isinstance(settings, model):
+            # Caught here once, so that no app has to check the type of its own settings.
+            raise TypeError(
+                f"{type(self).__name__} needs {model.__name__}, got {type(settings).__name__}"
+            )
         self.settings = settings
+
+    @classmethod
+    def settings_model(cls) -> type[WorkerSettings]:
+        """The settings model the CLI loads: the class's ``settings`` annotation."""
+        return _settings_annotation(cls)
 
     @classmethod
     def task_model(cls) -> type[TaskT]:
@@ -166,3 +181,21 @@ def _generic_arguments(cls: type) -> tuple[type[BaseModel], type[BaseModel]]:
     raise TypeError(
         f"{cls.__name__} must subclass BaseWorker[TaskModel, ResultModel] with pydantic models"
     )
+
+
+def _settings_annotation(cls: type) -> type[WorkerSettings]:
+    for klass in cls.__mro__:
+        annotation = vars(klass).get("__annotations__", {}).get("settings")
+        if annotation is None:
+            continue
+        if isinstance(annotation, str):
+            # ``from __future__ import annotations`` leaves the name to look up in the module.
+            namespace = vars(sys.modules[klass.__module__])
+            annotation = namespace.get(annotation, annotation)
+        if isinstance(annotation, type) and issubclass(annotation, WorkerSettings):
+            return annotation
+        raise TypeError(
+            f"{klass.__name__}.settings must be annotated with a WorkerSettings subclass "
+            f"imported at run time, not {annotation!r}"
+        )
+    return WorkerSettings

@@ -26,16 +26,13 @@ class EmailWorker(BaseWorker[EmailTask, EmailResult]):
     """
 
     default_queue: ClassVar[str] = "email-service"
-    settings_model: ClassVar[type[WorkerSettings]] = EmailSettings
+    settings: EmailSettings
 
     def __init__(self, settings: WorkerSettings) -> None:
         super().__init__(settings)
-        if not isinstance(settings, EmailSettings):
-            raise TypeError(f"EmailWorker needs EmailSettings, got {type(settings).__name__}")
-        self.email_settings = settings
-        self._sender = settings.sender()
+        self._sender = self.settings.sender()
         self._renderer = TemplateRenderer()
-        self._transport = settings.transport()
+        self._transport = self.settings.transport()
 
     def worker_type(self) -> str:
         """Shown in logs and progress updates."""

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 #: Longest Retry-After we sit out inside the task. Longer waits become a transient error so
-#: the framework schedules a durable retry instead of holding the message (RELIABILITY.md #3);
+#: the framework schedules a durable retry instead of holding the message (docs/reliability.md);
 #: give the same value to the RateLimiter's ``max_pause_s``.
 SHORT_RETRY_AFTER_MAX_S = 5.0
 #: Attempts of one request when the server keeps asking for short waits.

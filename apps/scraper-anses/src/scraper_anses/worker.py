@@ -22,20 +22,12 @@ class ScraperWorker(BaseWorker[ScrapeTask, ScrapeResult]):
     """
 
     default_queue: ClassVar[str] = "scraper-anses"
-    settings_model: ClassVar[type[WorkerSettings]] = ScraperSettings
+    settings: ScraperSettings
 
     def __init__(self, settings: WorkerSettings) -> None:
         super().__init__(settings)
         self._session: requests.Session | None = None
         self._limiter: RateLimiter | None = None
-
-    @property
-    def scraper_settings(self) -> ScraperSettings:
-        """The settings, typed as this worker's model."""
-        settings = self.settings
-        if not isinstance(settings, ScraperSettings):
-            raise TypeError(f"ScraperWorker needs ScraperSettings, got {type(settings).__name__}")
-        return settings
 
     def worker_type(self) -> str:
         """Name used in logs and progress reports."""
@@ -47,7 +39,7 @@ class ScraperWorker(BaseWorker[ScrapeTask, ScrapeResult]):
 
     def initialize(self) -> None:
         """Open the HTTP session (pool sized for every fetching thread) and the rate limiter."""
-        settings = self.scraper_settings
+        settings = self.settings
         session = requests.Session()
         pool_size = settings.scraper_anses_max_concurrency * settings.worker_concurrency
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
@@ -62,7 +54,7 @@ class ScraperWorker(BaseWorker[ScrapeTask, ScrapeResult]):
         """Scrape every office of ``task.target_id``, reporting progress per listing page."""
         if self._session is None or self._limiter is None:
             raise RuntimeError("ScraperWorker.initialize() must run before execute_task()")
-        settings = self.scraper_settings
+        settings = self.settings
         fetcher = PoliteFetcher(
             self._session,
             base_url=settings.scraper_anses_base_url,

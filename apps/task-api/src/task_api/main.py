@@ -21,7 +21,8 @@ from task_api.outbox import Outbox, OutboxTiming
 from task_api.publisher import TaskPublisher
 from task_api.schema import ApiContext, QueryLimits, build_schema
 from task_api.settings import TaskApiSettings
-from task_api.storage import open_store
+from task_api.sql_store import open_store
+from task_api.storage import TaskStore
 
 #: Host names that only this machine can reach (besides loopback IP addresses).
 _LOCAL_HOST_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
@@ -110,6 +111,48 @@ def _warn_about_access(tokens: TokenTable | None) -> None:
         )
 
 
+def _open_migrated_store(settings: TaskApiSettings) -> TaskStore:
+    """The store of ``TASK_API_DATABASE_URL``, migrated; exit 1 with one line when it cannot be."""
+    store = open_store(settings.database_url)
+    try:
+        store.migrate()
+    except Exception as error:  # noqa: BLE001 - any driver error means the same: cannot start
+        click.echo(
+            redact(
+                f"task-api: cannot open the database TASK_API_DATABASE_URL="
+                f"{redact_url(settings.database_url)}: {type(error).__name__}: {error}"
+            ),
+            err=True,
+        )
+        sys.exit(1)
+    return store
+
+
+def _build_app(
+    settings: TaskApiSettings, tokens: TokenTable | None, context: ApiContext
+) -> TaskApiApp:
+    """The ASGI application: the schema with the query limits, and the request limits."""
+    schema, documents = build_schema(
+        QueryLimits(
+            max_depth=settings.max_depth,
+            max_aliases=settings.max_aliases,
+            max_tokens=settings.max_tokens,
+            document_cache_bytes=settings.document_cache_bytes,
+        )
+    )
+    return TaskApiApp(
+        context,
+        schema=schema,
+        documents=documents,
+        tokens=tokens,
+        limits=RequestLimits(
+            max_body_bytes=settings.max_body_bytes,
+            max_query_bytes=settings.max_query_bytes,
+            max_json_depth=settings.max_json_depth,
+        ),
+    )
+
+
 @click.command(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Settings come from the environment: TASK_API_HOST, TASK_API_PORT,"
@@ -124,18 +167,7 @@ def cli() -> None:
     settings = load_settings()
     tokens = load_tokens(settings)
     configure_logging(settings, tokens)
-    store = open_store(settings.database_url)
-    try:
-        store.migrate()
-    except Exception as error:  # noqa: BLE001 - any driver error means the same: cannot start
-        click.echo(
-            redact(
-                f"task-api: cannot open the database TASK_API_DATABASE_URL="
-                f"{redact_url(settings.database_url)}: {type(error).__name__}: {error}"
-            ),
-            err=True,
-        )
-        sys.exit(1)
+    store = _open_migrated_store(settings)
     publisher = TaskPublisher(
         settings.amqp_urls(),
         connection_name=f"task-api@{settings.host}:{settings.port}",
@@ -146,25 +178,7 @@ def cli() -> None:
         OutboxTiming(lease_s=settings.outbox_lease_s, sweep_s=settings.outbox_sweep_s),
     )
     _warn_about_access(tokens)
-    schema, documents = build_schema(
-        QueryLimits(
-            max_depth=settings.max_depth,
-            max_aliases=settings.max_aliases,
-            max_tokens=settings.max_tokens,
-            document_cache_bytes=settings.document_cache_bytes,
-        )
-    )
-    app = TaskApiApp(
-        ApiContext(store=store, outbox=outbox),
-        schema=schema,
-        documents=documents,
-        tokens=tokens,
-        limits=RequestLimits(
-            max_body_bytes=settings.max_body_bytes,
-            max_query_bytes=settings.max_query_bytes,
-            max_json_depth=settings.max_json_depth,
-        ),
-    )
+    app = _build_app(settings, tokens, ApiContext(store=store, outbox=outbox))
     logger.info(
         "task-api serving http://{}:{}{} with {} storage",
         settings.host,

@@ -11,7 +11,7 @@ from typing import Any
 
 from task_api.progress_rules import apply_report
 from task_api.records import HistoryEntry, ProgressReport, Status, TaskPage, TaskState
-from task_api.sql_dialects import Connection, Dialect
+from task_api.sql_dialects import Connection, Dialect, dialect_for
 from task_api.storage import TaskStore
 
 # Queries are assembled only from these constant column lists and fixed conditions; every value
@@ -384,3 +384,11 @@ class SqlTaskStore(TaskStore):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def open_store(database_url: str) -> TaskStore:
+    """Open the store that ``database_url`` names (``sqlite://...`` or ``postgresql://...``).
+
+    A SQLite deployment never loads the PostgreSQL driver: the dialect imports it on connect.
+    """
+    return SqlTaskStore(dialect_for(database_url))

@@ -1,4 +1,9 @@
-"""The storage interface of task-api and the choice of back end from the database URL."""
+"""The storage interface of task-api.
+
+The implementation (``task_api.sql_store``) and the choice of back end from the database URL
+(``task_api.sql_store.open_store``) live beside each other, so that this module depends on
+nothing but the records it stores.
+"""
 
 from __future__ import annotations
 
@@ -95,12 +100,3 @@ class TaskStore(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release the database connection."""
-
-
-def open_store(database_url: str) -> TaskStore:
-    """Open the store that ``database_url`` names (``sqlite://...`` or ``postgresql://...``)."""
-    # Imported here so that a SQLite deployment never needs the PostgreSQL driver loaded.
-    from task_api.sql_dialects import dialect_for
-    from task_api.sql_store import SqlTaskStore
-
-    return SqlTaskStore(dialect_for(database_url))
