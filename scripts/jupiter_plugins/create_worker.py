@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pants.base.build_root import BuildRoot
@@ -12,6 +13,7 @@ from pants.engine.rules import Get, collect_rules, goal_rule
 from pants.option.option_types import StrOption
 
 from jupiter_plugins.creation import (
+    NewWorker,
     discard_staging,
     move_into_place,
     plan_new_worker,
@@ -70,23 +72,16 @@ async def create_worker(
     build_root: BuildRoot,
 ) -> CreateWorker:
     """Check the name, render the app, write it all at once, and say what to run next."""
+    root = build_root.pathlib_path
     try:
-        worker = plan_new_worker(
-            build_root.pathlib_path, subsystem.worker_name, subsystem.worker_type
-        )
+        worker = plan_new_worker(root, subsystem.worker_name, subsystem.worker_type)
     except (InvalidWorkerName, ValueError) as error:
         console.print_stderr(f"create-worker: {error}. Nothing was written.")
         return CreateWorker(exit_code=1)
-    image_target = (
-        image_target_path(worker.names.name) if has_dockerfile(build_root.pathlib_path) else None
-    )
-    if (
-        image_target_state(build_root.pathlib_path, worker.names.name)
-        is not ImageTargetState.ABSENT
-    ):
+    if image_target_state(root, worker.names.name) is not ImageTargetState.ABSENT:
         console.print_stderr(
-            f"create-worker: {image_target} exists already (the image target of a worker of that "
-            "name). Nothing was written."
+            f"create-worker: {image_target_path(worker.names.name)} exists already (the image "
+            "target of a worker of that name). Nothing was written."
         )
         return CreateWorker(exit_code=1)
 
@@ -94,35 +89,26 @@ async def create_worker(
         Digest,
         CreateDigest(FileContent(path, content) for path, content in worker.files.items()),
     )
-    staging_dir = staging_dir_for(worker)
-    image_written = False
     try:
-        workspace.write_digest(digest, path_prefix=staging_dir)
-        if image_target:
-            write_image_target(build_root.pathlib_path, worker.names)
-            image_written = True
-        move_into_place(build_root.pathlib_path, staging_dir, worker)
+        image_target = _write_worker(root, workspace, digest, worker)
     except OSError as error:
-        if image_written:
-            remove_image_target(build_root.pathlib_path, worker.names.name)
         console.print_stderr(
             f"create-worker: could not write {worker.app_dir}: {error}. Nothing was written."
         )
         return CreateWorker(exit_code=1)
-    finally:
-        discard_staging(build_root.pathlib_path, staging_dir)
 
     console.print_stdout(f"Created {worker.app_dir} ({worker.template_type} worker):")
     for path in worker.files:
         console.print_stdout(f"  {worker.app_dir}/{path}")
     try:
-        for path in add_worker_manifests(build_root.pathlib_path, worker.names):
+        for path in add_worker_manifests(root, worker.names):
             console.print_stdout(f"  {path} (Kubernetes)")
     except OSError as error:
         console.print_stderr(f"create-worker: Kubernetes manifests not written: {error}")
-    console.print_stdout(
-        f"  {image_target}  (its container image: ./pants package docker:{worker.names.name})"
-    )
+    if image_target:
+        console.print_stdout(
+            f"  {image_target}  (its container image: ./pants package docker:{worker.names.name})"
+        )
     console.print_stdout(
         "\nNext:\n"
         f"  ./pants lint check test package {worker.app_dir}::\n"
@@ -130,6 +116,31 @@ async def create_worker(
         f"Remove it again with ./pants remove-worker --name={worker.names.name}"
     )
     return CreateWorker(exit_code=0)
+
+
+def _write_worker(
+    root: Path, workspace: Workspace, digest: Digest, worker: NewWorker
+) -> str | None:
+    """Write the app (staged, then moved into place) and its image target, all or nothing.
+
+    Returns the image target's path, or None when the repository has no Dockerfile.
+    """
+    image_target = image_target_path(worker.names.name) if has_dockerfile(root) else None
+    staging_dir = staging_dir_for(worker)
+    image_written = False
+    try:
+        workspace.write_digest(digest, path_prefix=staging_dir)
+        if image_target:
+            write_image_target(root, worker.names)
+            image_written = True
+        move_into_place(root, staging_dir, worker)
+    except OSError:
+        if image_written:
+            remove_image_target(root, worker.names.name)
+        raise
+    finally:
+        discard_staging(root, staging_dir)
+    return image_target
 
 
 def rules() -> list[Any]:

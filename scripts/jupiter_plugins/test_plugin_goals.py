@@ -38,6 +38,9 @@ def test_create_worker_writes_the_app_and_its_manifest(rule_runner: RuleRunner) 
     assert manifest["template_type"] == "basic"
     assert "apps/pdf-render/src/pdf_render/worker.py" in result.stdout
     assert "./pants lint check test package apps/pdf-render::" in result.stdout
+    # This repository has no docker/Dockerfile: no image target is written or announced.
+    assert not Path(rule_runner.build_root, "docker").exists()
+    assert "docker:" not in result.stdout and "None" not in result.stdout
 
 
 def test_create_worker_type_option_chooses_the_template(rule_runner: RuleRunner) -> None:
