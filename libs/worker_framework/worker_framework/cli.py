@@ -208,14 +208,23 @@ def build_cli(worker_cls: type[BaseWorker[Any, Any]]) -> click.Group:
         reporter = make_reporter(env.settings)
         try:
             declare_topology(connection, env.queue, env.settings)
-            for task in tasks:
-                task_id = str(task["id"])
-                message = OutgoingMessage(
-                    json.dumps(task).encode(), {ATTEMPT_HEADER: 1}, message_id=task_id
-                )
-                connection.publish(env.queue, message)
+            ids = [str(task["id"]) for task in tasks]
+            messages = [
+                OutgoingMessage(json.dumps(task).encode(), {ATTEMPT_HEADER: 1}, message_id=task_id)
+                for task, task_id in zip(tasks, ids, strict=True)
+            ]
+            # Many confirms in flight at once; every message is confirmed or reported below.
+            failures = connection.publish_many(env.queue, messages)
+            for number, task_id in enumerate(ids, start=1):
+                if number - 1 in failures:
+                    click.echo(
+                        f"task {number} ({task_id}) not enqueued: {failures[number - 1]}", err=True
+                    )
+                    continue
                 click.echo(task_id)
                 reporter.report(env.queued(task_id))
+            if failures:
+                _fail(f"{len(failures)} of {len(tasks)} tasks were not enqueued", code=1)
         except (BrokerUnavailable, PublishFailed, TopologyMismatch) as error:
             _fail(str(error), code=1)
         finally:
