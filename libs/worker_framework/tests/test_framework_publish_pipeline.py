@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from worker_framework.broker import BrokerConnection, OutgoingMessage, QueueSpec
+from worker_framework.publish_pipeline import check_encodable, plainly_encodable, properties_for
 from worker_framework.testing import (
     QueueClient,
     amqp_url,
@@ -80,6 +81,44 @@ def test_an_unencodable_message_is_reported_and_its_neighbours_stored(
     assert [m.message_id for m in client.peek(queue)] == ["m0", "m1"]
     # The connection is still usable afterwards.
     assert connection.publish_many(queue, messages(1, "again")) == {}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        OutgoingMessage(b"{}", {"x-attempt": 1}, message_id="é" * 63),
+        OutgoingMessage(b"{}", {"ü" * 63: "\U0001f600" * 20_000}, message_id="a"),
+        OutgoingMessage(b"{}", {"x-attempt": 2**63 - 1}, correlation_id="c", reply_to="r"),
+    ],
+)
+def test_the_cheap_encodability_check_passes_only_what_really_encodes(
+    message: OutgoingMessage,
+) -> None:
+    frame_max = 131_072
+    if plainly_encodable(message, frame_max):
+        check_encodable("q", properties_for(message), frame_max)  # must not raise
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        OutgoingMessage(b"{}", {"k" * 300: 1}),
+        OutgoingMessage(b"{}", {"x-attempt": 2**64}),
+        OutgoingMessage(b"{}", {"nested": {"a": 1}}),
+        OutgoingMessage(b"{}", {}, message_id="x" * 300),
+        OutgoingMessage(b"{}", {"big": "x" * 40_000}),
+    ],
+)
+def test_the_cheap_encodability_check_leaves_the_rest_to_the_full_one(
+    message: OutgoingMessage,
+) -> None:
+    assert not plainly_encodable(message, 131_072)
+
+
+def test_a_routing_key_too_long_reports_every_message(connection: BrokerConnection) -> None:
+    failures = connection.publish_many("q" * 300, messages(3))
+    assert sorted(failures) == [0, 1, 2]
+    assert all("routing key" in reason for reason in failures.values())
 
 
 def test_a_connection_lost_mid_batch_reports_every_message_not_confirmed(

@@ -32,6 +32,8 @@ CONTENT_HEADER_OVERHEAD = 12
 #: Messages awaiting their confirm at once: enough to hide the round trip at tens of thousands
 #: of messages a second, few enough that a refused batch is reported promptly.
 DEFAULT_WINDOW = 1000
+#: Strings up to this many characters are short strings (255 bytes) whatever their encoding.
+SURELY_SHORT_CHARS = 63
 #: Give up waiting for confirms when none arrives for this long; the rest are reported.
 CONFIRM_STALL_S = 60.0
 
@@ -57,8 +59,12 @@ def check_encodable(routing_key: str, properties: BasicProperties, frame_max: in
     one message into a reconnect loop. Raises :class:`UnencodableMessage`.
     """
     try:
-        if len(routing_key.encode("utf-8")) > 255:
-            raise ValueError("routing key longer than 255 bytes")
+        key_bytes = len(routing_key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise UnencodableMessage(f"routing key {routing_key!r} is not valid UTF-8") from None
+    if key_bytes > 255:
+        raise UnencodableMessage(f"routing key {routing_key[:40]!r}... is over 255 bytes")
+    try:
         size = sum(len(piece) for piece in properties.encode())
     except Exception as error:  # noqa: BLE001 - pika raises assorted errors on bad values
         raise UnencodableMessage(
@@ -70,6 +76,33 @@ def check_encodable(routing_key: str, properties: BasicProperties, frame_max: in
             f"publishing to {routing_key!r}: {size} bytes of properties exceed the frame "
             f"size ({frame_max})"
         )
+
+
+def plainly_encodable(message: Any, frame_max: int) -> bool:
+    """Whether ``message``'s properties surely encode and fit, without encoding them.
+
+    True only for the usual shape (short strings, a flat table of short keys, strings and 64-bit
+    ints) whose worst-case size (4 UTF-8 bytes a character) fits the frame: encoding every
+    message's properties once more just to check them costs a fifth of a pipelined publish.
+    Anything else gets the full :func:`check_encodable`.
+    """
+    size = 0
+    for text in (message.message_id, message.correlation_id, message.reply_to):
+        if text is not None:
+            if not isinstance(text, str) or len(text) > SURELY_SHORT_CHARS:
+                return False
+            size += 1 + 4 * len(text)
+    for key, value in message.headers.items():
+        if not isinstance(key, str) or len(key) > SURELY_SHORT_CHARS:
+            return False
+        if isinstance(value, str):
+            size += 1 + 4 * len(key) + 5 + 4 * len(value)
+        elif isinstance(value, int) and -(2**63) <= value < 2**63:
+            size += 1 + 4 * len(key) + 9
+        else:
+            return False
+    # Content type, delivery mode, expiration and the property flags: well under 512 bytes.
+    return size + 512 + CONTENT_HEADER_OVERHEAD + FRAME_OVERHEAD <= frame_max
 
 
 class _Pipeline:
@@ -143,6 +176,10 @@ def publish_pipelined(
     confirmed is reported.
     """
     frame_max = int(connection._impl.params.frame_max)
+    try:
+        check_encodable(routing_key, BasicProperties(), frame_max)  # the routing key, once
+    except UnencodableMessage as error:
+        return {index: str(error) for index in range(len(messages))}
     pipeline = _Pipeline()
     channel = None
     try:
@@ -154,7 +191,8 @@ def publish_pipelined(
         for index, message in enumerate(messages):
             properties = properties_for(message)
             try:
-                check_encodable(routing_key, properties, frame_max)
+                if not plainly_encodable(message, frame_max):
+                    check_encodable(routing_key, properties, frame_max)
             except UnencodableMessage as error:
                 pipeline.failures[index] = str(error)
                 pipeline.unsent_from = index + 1
