@@ -191,7 +191,8 @@ def build_cli(worker_cls: type[BaseWorker[Any, Any]]) -> click.Group:
     def enqueue(source: IO[bytes]) -> None:
         """Publish one task (a JSON object) or many (JSON lines) with confirms; print their ids.
 
-        A task without an ``id`` gets a generated one.
+        A task without an ``id`` gets a generated one. A task the broker does not confirm is
+        named on stderr with the reason, and the exit code is 1.
         """
         env = _Env(worker_cls)
         tasks = _read_tasks(source)
