@@ -198,13 +198,13 @@ def publish_pipelined(
                 pipeline.unsent_from = index + 1
                 continue
             if len(pipeline.in_flight) >= window:
-                channel._flush_output(lambda: len(pipeline.in_flight) < window)
+                _await_confirms(connection, channel, pipeline, below=window)
             pipeline.sequence += 1
             pipeline.in_flight[pipeline.sequence] = index
             pipeline.ids[index] = message.message_id
             impl.basic_publish("", routing_key, message.body, properties, mandatory=True)
             pipeline.unsent_from = index + 1
-        _await_confirms(connection, channel, pipeline)
+        _await_confirms(connection, channel, pipeline, below=1)
     except (pika.exceptions.AMQPError, OSError) as error:
         pipeline.lose(redact(repr(error)), len(messages))
     if channel is not None and channel.is_open:
@@ -217,13 +217,16 @@ def _selected(pipeline: _Pipeline) -> None:
     pipeline.selected = True
 
 
-def _await_confirms(connection: Any, channel: Any, pipeline: _Pipeline) -> None:
-    """Wait until every message in flight is confirmed; a stall reports the rest."""
+def _await_confirms(connection: Any, channel: Any, pipeline: _Pipeline, *, below: int) -> None:
+    """Wait until fewer than ``below`` messages are in flight.
+
+    When no confirm arrives for CONFIRM_STALL_S, every message in flight is reported instead.
+    """
 
     def stall() -> None:
         pipeline.stalled = True
 
-    while pipeline.in_flight:
+    while len(pipeline.in_flight) >= below:
         pipeline.stalled = False
         pipeline.waiting = len(pipeline.in_flight)
         timer = connection.call_later(CONFIRM_STALL_S, stall)
