@@ -9,7 +9,8 @@ the log reporter at INFO, which writes nothing for a healthy task) and ``graphql
 sent to task-api by the GraphQL reporter). Figures: tasks/s from the first task started to the
 last acknowledged; ``overhead_vs_silent`` = 1 - graphql / silent; task-api's CPU seconds
 (``/proc``) over the graphql run, including the workers' final flush, per task and per reported
-update, and as a share of one core over the run (near 1.0: task-api is CPU-bound on its core);
+update, and divided by the run's duration (above 1.0: task-api needed more than one core for as
+long as the run lasted, so it finished storing after the workers had finished);
 ``all_final_statuses_stored``: every task COMPLETED in the database afterwards.
 
 Medians over ``--rounds``; the last line printed is one JSON object.
@@ -261,7 +262,7 @@ def measure_backend(args: argparse.Namespace, backend: str, workdir: Path) -> di
         "task_api_cpu_s": round(cpu, 2),
         "task_api_cpu_ms_per_task": round(cpu * 1000 / args.messages, 3),
         "task_api_cpu_us_per_reported_update": round(cpu * 1e6 / updates, 1),
-        "task_api_core_share_during_run": round(busy, 2),
+        "task_api_cpu_s_per_run_s": round(busy, 2),
         "all_final_statuses_stored": stored,
     }
 
