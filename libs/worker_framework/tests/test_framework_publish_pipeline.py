@@ -107,12 +107,24 @@ def test_the_cheap_encodability_check_passes_only_what_really_encodes(
         OutgoingMessage(b"{}", {"nested": {"a": 1}}),
         OutgoingMessage(b"{}", {}, message_id="x" * 300),
         OutgoingMessage(b"{}", {"big": "x" * 40_000}),
+        OutgoingMessage(b"{}", {"x-note": "lone \udcff surrogate"}),
+        OutgoingMessage(b"{}", {}, message_id="caf\u00e9"),
     ],
 )
 def test_the_cheap_encodability_check_leaves_the_rest_to_the_full_one(
     message: OutgoingMessage,
 ) -> None:
     assert not plainly_encodable(message, 131_072)
+
+
+def test_a_header_that_cannot_be_encoded_is_reported_and_the_others_stored(
+    client: QueueClient, connection: BrokerConnection, queue: str
+) -> None:
+    first, last = messages(2)
+    surrogate = OutgoingMessage(b"{}", {"x-note": "lone \udcff"}, message_id="bad")
+    failures = connection.publish_many(queue, [first, surrogate, last])
+    assert list(failures) == [1] and "cannot be encoded" in failures[1]
+    assert [m.message_id for m in client.peek(queue)] == ["m0", "m1"]
 
 
 def test_a_routing_key_too_long_reports_every_message(connection: BrokerConnection) -> None:

@@ -81,21 +81,22 @@ def check_encodable(routing_key: str, properties: BasicProperties, frame_max: in
 def plainly_encodable(message: Any, frame_max: int) -> bool:
     """Whether ``message``'s properties surely encode and fit, without encoding them.
 
-    True only for the usual shape (short strings, a flat table of short keys, strings and 64-bit
-    ints) whose worst-case size (4 UTF-8 bytes a character) fits the frame: encoding every
-    message's properties once more just to check them costs a fifth of a pipelined publish.
-    Anything else gets the full :func:`check_encodable`.
+    True only for the usual shape (short ASCII strings; a flat table of short ASCII keys with
+    ASCII strings or 64-bit ints) when its worst-case size fits the frame. Anything else,
+    text that is not ASCII included (a lone surrogate cannot be encoded at all), gets the full
+    :func:`check_encodable`: encoding every message's properties once more just to check them
+    cost a fifth of a pipelined publish.
     """
     size = 0
     for text in (message.message_id, message.correlation_id, message.reply_to):
         if text is not None:
-            if not isinstance(text, str) or len(text) > SURELY_SHORT_CHARS:
+            if not isinstance(text, str) or len(text) > SURELY_SHORT_CHARS or not text.isascii():
                 return False
             size += 1 + 4 * len(text)
     for key, value in message.headers.items():
-        if not isinstance(key, str) or len(key) > SURELY_SHORT_CHARS:
+        if not isinstance(key, str) or len(key) > SURELY_SHORT_CHARS or not key.isascii():
             return False
-        if isinstance(value, str):
+        if isinstance(value, str) and value.isascii():
             size += 1 + 4 * len(key) + 5 + 4 * len(value)
         elif isinstance(value, int) and -(2**63) <= value < 2**63:
             size += 1 + 4 * len(key) + 9
