@@ -41,11 +41,12 @@ from worker_framework import (
     TaskContext,
     TaskStatus,
 )
-from worker_framework.consumer import Consumer, connect, declare_topology
+from worker_framework.consumer import Consumer
 from worker_framework.logging import configure_logging
 from worker_framework.settings import WorkerSettings, load_settings
 from worker_framework.shutdown import SignalHandlers
 from worker_framework.testing import QueueClient, wait_for
+from worker_framework.topology import connect, declare_topology
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 WORKER_COUNTS = (1, 2, 4)

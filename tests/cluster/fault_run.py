@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pika
-from worker_framework.consumer import connect, declare_topology
 from worker_framework.retry_policy import dead_letter_queue_name
 from worker_framework.settings import WorkerSettings, load_settings
 from worker_framework.testing import (
@@ -29,6 +28,7 @@ from worker_framework.testing import (
     unique_queue_name,
     wait_for,
 )
+from worker_framework.topology import connect, declare_topology
 
 from cluster.cluster_worker import RECORD_FILE_VARIABLE
 from cluster.rabbitmq_cluster import ClusterNode, RabbitCluster

@@ -255,7 +255,7 @@ def test_outcome_the_broker_keeps_refusing_is_retried_with_backoff_then_dead_let
         [dead] = client.wait_for_messages(
             dead_letter_queue_name(settings.worker_queue), 1, timeout=60
         )
-        wait_for(lambda: not worker.consumer._unsettled, message="every delivery settled")
+        wait_for(lambda: not worker.consumer.unsettled, message="every delivery settled")
     assert executions.read_text().splitlines() == ["1"]
     assert dead.header("x-error-type") == "OutcomeNotStored"
     assert "refused the retry copy 5 times" in dead.header("x-error-message")

@@ -109,7 +109,7 @@ def test_body_nested_too_deeply_to_decode_is_dead_lettered_and_worker_keeps_cons
         client.publish_task(settings.worker_queue, {"id": "after-deep"}, reply_to=reply_queue)
         [dead] = client.wait_for_messages(dead_letter_queue_name(settings.worker_queue), 1)
         [reply] = client.wait_for_messages(reply_queue, 1)
-        wait_for(lambda: not worker.consumer._unsettled, message="every delivery settled")
+        wait_for(lambda: not worker.consumer.unsettled, message="every delivery settled")
     assert dead.body == DEEPLY_NESTED
     assert dead.header("x-error-type") == "InvalidJSON"
     assert "nested too deeply" in dead.header("x-error-message")
@@ -127,7 +127,7 @@ def test_an_error_escaping_the_task_runner_dead_letters_the_delivery_and_worker_
         client.publish_task(settings.worker_queue, {"id": "after-boom"}, reply_to=reply_queue)
         [dead] = client.wait_for_messages(dead_letter_queue_name(settings.worker_queue), 1)
         [reply] = client.wait_for_messages(reply_queue, 1)
-        wait_for(lambda: not worker.consumer._unsettled, message="every delivery settled")
+        wait_for(lambda: not worker.consumer.unsettled, message="every delivery settled")
     assert dead.body == body
     assert dead.header("x-error-type") == "RuntimeError"
     assert "https://bot:***@progress.example.org" in dead.header("x-error-message")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from worker_framework.broker import BrokerConnection
-from worker_framework.consumer import QUORUM_DELIVERY_LIMIT, declare_topology
 from worker_framework.inbound import normalise
 from worker_framework.requeue import return_to_queue
 from worker_framework.retry_policy import dead_letter_queue_name
 from worker_framework.testing import amqp_url, wait_for
+from worker_framework.topology import QUORUM_DELIVERY_LIMIT, declare_topology
 
 #: More returns than the limit allows (the broker dead-letters on return number limit + 1).
 RETURNS = QUORUM_DELIVERY_LIMIT + 5

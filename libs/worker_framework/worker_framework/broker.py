@@ -1,55 +1,45 @@
-"""The RabbitMQ adapter: the only module that imports pika.
+"""The RabbitMQ adapter (with ``header_decoding`` and ``publish_pipeline``: all that imports pika).
 
-Everything else talks to :class:`BrokerConnection`, which wraps one pika
-``BlockingConnection`` and is owned by one thread (pika connections are not thread-safe);
-other threads may only call :meth:`BrokerConnection.call_soon_threadsafe`. pika's exceptions
-are translated into :mod:`worker_framework.errors` so a change of client touches this file only.
-
+Everything else talks to :class:`BrokerConnection`, which wraps one pika ``BlockingConnection``
+owned by one thread (pika connections are not thread-safe); other threads may only call
+:meth:`BrokerConnection.call_soon_threadsafe`. pika's exceptions become
+:mod:`worker_framework.errors`, so a change of client touches these three files only.
 Publishes use publisher confirms and ``mandatory=True``: :meth:`BrokerConnection.publish`
-returns only once RabbitMQ has taken responsibility for the message, and raises
-:class:`PublishFailed` when it was nacked or could not be routed to a queue.
+returns once RabbitMQ has taken responsibility for the message and raises
+:class:`PublishFailed` when it was nacked or unroutable; :meth:`BrokerConnection.publish_many`
+keeps many confirms in flight and reports each message not confirmed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import struct
-import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pika
-import pika.data
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 from shared_utils.redaction import redact_url
 
+from worker_framework import header_decoding
 from worker_framework.errors import (
     BrokerUnavailable,
     PublishFailed,
     TopologyMismatch,
-    UnencodableMessage,
 )
+from worker_framework.header_decoding import UNDECODABLE_HEADERS as UNDECODABLE_HEADERS
 from worker_framework.logging import redact
+from worker_framework.publish_pipeline import check_encodable, properties_for, publish_pipelined
 
 #: AMQP reply code for "declared with different arguments than the existing queue".
 PRECONDITION_FAILED = 406
 #: AMQP reply code for "no such queue".
 NOT_FOUND = 404
-#: Give up on a connection the broker keeps blocked (memory or disk alarm) after this long, so
-#: the consumer reconnects instead of hanging forever in a publish.
+#: Give up on a connection the broker keeps blocked (memory or disk alarm) after this long: the
+#: consumer reconnects instead of hanging forever in a publish.
 BLOCKED_CONNECTION_TIMEOUT_S = 120
-#: Persistent delivery mode: messages survive a broker restart.
-PERSISTENT = 2
-#: The header a delivery gets instead of its own when pika cannot decode them (the value says
-#: why); see :func:`_tolerant_decode_table`.
-UNDECODABLE_HEADERS = "x-undecodable-headers"
-#: Bytes of a frame that are not payload (type, channel, size, end marker).
-FRAME_OVERHEAD = 8
-#: Bytes of a content header frame's payload besides the properties (class, weight, body size).
-CONTENT_HEADER_OVERHEAD = 12
 
 
 @dataclass(slots=True)
@@ -92,38 +82,7 @@ class QueueSpec:
     arguments: Mapping[str, Any] = field(default_factory=dict)
 
 
-_pika_decode_table = pika.data.decode_table
-_decoding = threading.local()
-
-
-def _tolerant_decode_table(encoded: bytes, offset: int) -> tuple[dict[Any, Any], int]:
-    """pika's ``decode_table``, except that a table pika cannot decode does not kill the
-    connection.
-
-    RabbitMQ passes on field values pika's decoder raises on (a timestamp beyond year 9999,
-    tables nested deeper than Python's recursion limit). Raised in the I/O loop, that error
-    drops the connection; the broker redelivers the message and the worker reconnects into
-    the same error, forever. Instead the outermost table of a message's headers becomes
-    ``{UNDECODABLE_HEADERS: reason}`` and decoding continues after it (its length is known).
-    Nested tables go to pika's function unchanged.
-    """
-    if getattr(_decoding, "active", False):
-        nested: tuple[dict[Any, Any], int] = _pika_decode_table(encoded, offset)
-        return nested
-    _decoding.active = True
-    try:
-        decoded: tuple[dict[Any, Any], int] = _pika_decode_table(encoded, offset)
-        return decoded
-    except Exception as error:  # noqa: BLE001 - whatever the decoder raises on a hostile value
-        (size,) = struct.unpack_from(">I", encoded, offset)
-        reason = f"pika could not decode them ({type(error).__name__})"
-        return {UNDECODABLE_HEADERS: reason}, offset + 4 + size
-    finally:
-        _decoding.active = False
-
-
-# Message properties are decoded through this module-level name (``data.decode_table``).
-pika.data.decode_table = _tolerant_decode_table
+header_decoding.install()
 
 
 @contextlib.contextmanager
@@ -186,9 +145,8 @@ class BrokerConnection:
             try:
                 params = pika.URLParameters(url)
             except Exception as error:  # noqa: BLE001 - pika raises assorted errors on bad URLs
-                raise BrokerUnavailable(
-                    f"invalid AMQP_URL {redact_url(url)}: {redact(str(error))}"
-                ) from None
+                reason = f"invalid AMQP_URL {redact_url(url)}: {redact(str(error))}"
+                raise BrokerUnavailable(reason) from None
             params.heartbeat = heartbeat_s
             params.blocked_connection_timeout = BLOCKED_CONNECTION_TIMEOUT_S
             if connection_name:
@@ -285,44 +243,21 @@ class BrokerConnection:
         properties cannot be encoded or do not fit in one frame, :class:`PublishFailed` when the
         broker refuses the message, :class:`BrokerUnavailable` when the connection fails.
         """
-        properties = BasicProperties(
-            content_type=message.content_type,
-            delivery_mode=PERSISTENT,
-            headers=dict(message.headers),
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            reply_to=message.reply_to,
-            expiration=str(message.expiration_ms) if message.expiration_ms is not None else None,
-        )
-        self._check_encodable(routing_key, properties)
+        properties = properties_for(message)
+        check_encodable(routing_key, properties, int(self._connection._impl.params.frame_max))
         with _translated(f"publishing to {routing_key!r}"):
             if self._publisher is None or not self._publisher.is_open:
                 self._publisher = self._connection.channel()
                 self._publisher.confirm_delivery()
             self._publisher.basic_publish("", routing_key, message.body, properties, mandatory=True)
 
-    def _check_encodable(self, routing_key: str, properties: BasicProperties) -> None:
-        """Encode the properties as pika will, before anything is sent.
+    def publish_many(self, routing_key: str, messages: Sequence[OutgoingMessage]) -> dict[int, str]:
+        """Publish ``messages`` with many confirms in flight at once (not a round trip each).
 
-        An encoding error inside pika's publish would surface as a broken connection, and a
-        header frame larger than the negotiated frame size makes the broker close it: either
-        would turn one message into a reconnect loop.
+        Returns the messages the broker did not confirm, by index, with the reason (refused,
+        unroutable, unencodable, the connection lost first); empty when all were confirmed.
         """
-        try:
-            if len(routing_key.encode("utf-8")) > 255:
-                raise ValueError("routing key longer than 255 bytes")
-            size = sum(len(piece) for piece in properties.encode())
-        except Exception as error:  # noqa: BLE001 - pika raises assorted errors on bad values
-            raise UnencodableMessage(
-                f"publishing to {routing_key!r}: properties cannot be encoded "
-                f"({type(error).__name__})"
-            ) from None
-        frame_max = int(self._connection._impl.params.frame_max)
-        if size + CONTENT_HEADER_OVERHEAD + FRAME_OVERHEAD > frame_max:
-            raise UnencodableMessage(
-                f"publishing to {routing_key!r}: {size} bytes of properties exceed the frame "
-                f"size ({frame_max})"
-            )
+        return publish_pipelined(self._connection, routing_key, messages)
 
     # -- consuming -----------------------------------------------------------------------------
 

@@ -106,7 +106,8 @@ def run_task(app: WorkerApp, source: IO[bytes]) -> None:
 def enqueue(app: WorkerApp, source: IO[bytes]) -> None:
     """Publish one task (a JSON object) or many (JSON lines) with confirms; print their ids.
 
-    A task without an ``id`` gets a generated one.
+    A task without an ``id`` gets a generated one. A task the broker does not confirm is named
+    on stderr with the reason, and the exit code is 1.
     """
     from worker_framework.task_runner import describe_validation_error
 
@@ -120,12 +121,18 @@ def enqueue(app: WorkerApp, source: IO[bytes]) -> None:
             reason = describe_validation_error(error)
             raise click.UsageError(f"task {number} is invalid: {reason}") from None
     with app.broker("enqueue") as connection, app.reporter() as reporter:
-
-        def published(task_id: str) -> None:
+        failures = publish_tasks(connection, app.queue, app.settings, tasks)
+        for number, task in enumerate(tasks, start=1):
+            task_id = str(task["id"])
+            if number - 1 in failures:
+                click.echo(
+                    f"task {number} ({task_id}) not enqueued: {failures[number - 1]}", err=True
+                )
+                continue
             click.echo(task_id)
             reporter.report(app.queued(task_id))
-
-        publish_tasks(connection, app.queue, app.settings, tasks, published)
+    if failures:
+        fail(f"{len(failures)} of {len(tasks)} tasks were not enqueued", code=1)
 
 
 def publish_tasks(
@@ -133,22 +140,22 @@ def publish_tasks(
     queue: str,
     settings: WorkerSettings,
     tasks: list[dict[str, Any]],
-    published: Callable[[str], None],
-) -> None:
-    """Declare the worker's queues and publish ``tasks`` to ``queue``, each confirmed.
+) -> dict[int, str]:
+    """Declare the worker's queues and publish ``tasks`` to ``queue``.
 
-    ``published`` is called with each task id once the broker has confirmed it.
+    Many confirms are in flight at once, each checked: returns the tasks the broker did not
+    confirm, by index, with the reason (empty when every one was confirmed).
     """
     from worker_framework.broker import OutgoingMessage
-    from worker_framework.consumer import declare_topology
     from worker_framework.inbound import ATTEMPT_HEADER
+    from worker_framework.topology import declare_topology
 
     declare_topology(connection, queue, settings)
-    for task in tasks:
-        task_id = str(task["id"])
-        body = json.dumps(task).encode()
-        connection.publish(queue, OutgoingMessage(body, {ATTEMPT_HEADER: 1}, message_id=task_id))
-        published(task_id)
+    messages = [
+        OutgoingMessage(json.dumps(task).encode(), {ATTEMPT_HEADER: 1}, message_id=str(task["id"]))
+        for task in tasks
+    ]
+    return connection.publish_many(queue, messages)
 
 
 def _read_tasks(source: IO[bytes]) -> list[dict[str, Any]]:

@@ -85,7 +85,7 @@ class WorkerApp:
         The one place where an unreachable broker, a failed publish or a queue declared with
         other arguments becomes one line on stderr and exit code 1.
         """
-        from worker_framework.consumer import connect
+        from worker_framework.topology import connect
 
         name = f"{self.worker.worker_type()}:{self.queue}:{purpose}"
         try:

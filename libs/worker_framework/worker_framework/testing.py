@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from worker_framework.broker import BrokerConnection, Delivery, OutgoingMessage, QueueSpec
-from worker_framework.consumer import Consumer, worker_topology
+from worker_framework.consumer import Consumer
 from worker_framework.inbound import ATTEMPT_HEADER
 from worker_framework.progress import LogReporter, ProgressReporter, ProgressUpdate
 from worker_framework.settings import SettingsT, WorkerSettings, load_settings
@@ -40,6 +40,7 @@ from worker_framework.testing_processes import (
     settings_env,
     subprocess_env,
 )
+from worker_framework.topology import worker_topology
 from worker_framework.worker import BaseWorker
 
 __all__ = [
