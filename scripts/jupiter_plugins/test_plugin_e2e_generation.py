@@ -107,10 +107,17 @@ def nested_pants(build_root: Path, *args: str) -> subprocess.CompletedProcess[st
 
 
 def docker_engine_answers() -> bool:
+    """An engine answers and has the base image (a build would otherwise try to pull it)."""
     if shutil.which("docker") is None:
         return False
     info = subprocess.run(["docker", "info"], capture_output=True, timeout=60, check=False)
-    return info.returncode == 0
+    if info.returncode != 0:
+        return False
+    base = os.environ.get("PYTHON_IMAGE") or "python:3.11-slim"
+    present = subprocess.run(
+        ["docker", "image", "inspect", base], capture_output=True, timeout=60, check=False
+    )
+    return present.returncode == 0
 
 
 def check_images(build_root: Path, names: tuple[str, ...], offline_worker: str) -> None:

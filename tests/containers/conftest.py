@@ -1,6 +1,6 @@
-"""Fixtures of the container tests: a Docker engine (without one they skip, saying why in one
-line; with CI set they fail), the app images built from the PEX files of this run, and fresh
-worker queues."""
+"""Fixtures of the container tests: a Docker engine and its base image (without them they skip,
+saying why in one line; with CI set they fail), the app images built from the PEX files of this
+run, and fresh worker queues."""
 
 from __future__ import annotations
 
@@ -12,28 +12,28 @@ from containers.container_support import build_image, engine_problem
 from worker_framework import WorkerSettings
 from worker_framework.testing import delete_worker_queues, unique_queue_name, worker_settings
 
-#: Why no Docker engine can be used, when the tests skip for want of one.
+#: Why Docker cannot be used, when the tests skip for want of it.
 _engine_problem: list[str] = []
 
 
 @pytest.fixture(scope="session", autouse=True)
 def docker_engine() -> None:
-    """Skip every container test without an engine; with CI set, fail instead."""
+    """Skip every container test without an engine or base image; with CI set, fail instead."""
     problem = engine_problem()
     if problem is None:
         return
     if os.environ.get("CI"):
-        pytest.fail(f"CI needs a Docker engine for the container tests: {problem}")
+        pytest.fail(f"CI needs Docker for the container tests: {problem}")
     _engine_problem.append(problem)
-    pytest.skip(f"no Docker engine: {problem}")
+    pytest.skip(f"Docker not usable: {problem}")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """One line saying why the container tests skipped (``pytest -q`` only counts skips)."""
     if _engine_problem:
         terminalreporter.write_line(
-            f"container tests skipped: no Docker engine ({_engine_problem[0]}); "
-            ".ci/docker-engine installs and starts one"
+            f"container tests skipped: Docker not usable ({_engine_problem[0]}); "
+            ".ci/docker-engine installs and starts an engine and makes a base image"
         )
 
 

@@ -40,6 +40,10 @@ COMMAND_TIMEOUT_S = 180
 TEST_HEALTH_INTERVAL = "1s"
 
 
+#: The Dockerfile's default `PYTHON_IMAGE`.
+DEFAULT_BASE_IMAGE = "python:3.11-slim"
+
+
 class DockerError(RuntimeError):
     """A docker command failed; the message holds the command and what it printed."""
 
@@ -61,7 +65,22 @@ def engine_problem() -> str | None:
     if answer.returncode != 0 or not answer.stdout.strip():
         last_line = (answer.stderr.strip().splitlines() or ["no output"])[-1]
         return f"docker info failed: {last_line}"
+    base = base_image()
+    present = subprocess.run(
+        ["docker", "image", "inspect", base], capture_output=True, timeout=30, check=False
+    )
+    if present.returncode != 0:
+        # A build would try to pull it, which fails (or hangs) where no registry answers.
+        return (
+            f"the base image {base} is not on this engine: `docker pull {base}`, or set "
+            "PYTHON_IMAGE to a local CPython 3.11 image (.ci/docker-engine makes one)"
+        )
     return None
+
+
+def base_image() -> str:
+    """The image the app images are built on: `PYTHON_IMAGE`, else the Dockerfile's default."""
+    return os.environ.get("PYTHON_IMAGE") or DEFAULT_BASE_IMAGE
 
 
 def docker(*args: str, stdin: str | None = None, timeout: float = COMMAND_TIMEOUT_S) -> str:
@@ -75,9 +94,8 @@ def docker(*args: str, stdin: str | None = None, timeout: float = COMMAND_TIMEOU
 
 
 def base_image_args() -> list[str]:
-    """The `--build-arg PYTHON_IMAGE=...` of this machine, or nothing (the Dockerfile default)."""
-    base = os.environ.get("PYTHON_IMAGE")
-    return ["--build-arg", f"PYTHON_IMAGE={base}"] if base else []
+    """The `--build-arg PYTHON_IMAGE=...` of this machine."""
+    return ["--build-arg", f"PYTHON_IMAGE={base_image()}"]
 
 
 def stage_of(app: str) -> str:
