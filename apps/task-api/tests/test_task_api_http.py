@@ -140,6 +140,31 @@ def test_tasks_survive_a_restart_of_the_server_on_the_same_database():
     assert task["status"] == "QUEUED"
 
 
+#: What serving needs and --help does not; importing them costs most of a second at start.
+SERVER_ONLY_MODULES = ("uvicorn", "strawberry", "graphql", "pika")
+
+
+def test_help_lists_the_settings_without_importing_what_serving_needs():
+    probe = (
+        "import sys\n"
+        "from task_api.main import cli\n"
+        "try:\n"
+        "    cli(['--help'])\n"
+        "except SystemExit as done:\n"
+        "    assert done.code == 0, done.code\n"
+        f"print(sorted(set({SERVER_ONLY_MODULES!r}) & sys.modules.keys()))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=inherited_pythonpath())
+
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, timeout=60, check=True
+    )
+
+    output = completed.stdout.decode()
+    assert "TASK_API_DATABASE_URL" in output
+    assert output.strip().splitlines()[-1] == "[]"
+
+
 def test_an_invalid_setting_stops_the_process_with_one_line_naming_the_variable():
     env = dict(os.environ, PYTHONPATH=inherited_pythonpath(), TASK_API_PORT="not-a-port")
 
