@@ -40,7 +40,7 @@ from worker_framework.retry_policy import dead_letter_queue_name, retry_queue_na
 from worker_framework.settings import WorkerSettings
 from worker_framework.task_runner import TaskRun, TaskRunner
 from worker_framework.task_threads import Job
-from worker_framework.topology import QUORUM_DELIVERY_LIMIT, declare_topology
+from worker_framework.topology import declare_topology, delivery_limit
 
 if TYPE_CHECKING:
     from loguru import Logger
@@ -85,9 +85,7 @@ class Settlement:
         self.reporter = reporter
         self.log = log
         # Graceful returns must not spend a quorum queue's delivery limit (see requeue.py).
-        self.delivery_limit = (
-            QUORUM_DELIVERY_LIMIT if settings.worker_queue_type == "quorum" else None
-        )
+        self.delivery_limit = delivery_limit(settings)
         self.connection: BrokerConnection | None = None
         #: Counts connection losses: outcomes of jobs from an older generation are dropped.
         self.generation = 0

@@ -24,13 +24,19 @@ from worker_framework.settings import WorkerSettings
 QUORUM_DELIVERY_LIMIT = 20
 
 
+def delivery_limit(settings: WorkerSettings) -> int | None:
+    """The main queue's ``x-delivery-limit``: set on quorum queues only (None for classic)."""
+    return QUORUM_DELIVERY_LIMIT if settings.worker_queue_type == "quorum" else None
+
+
 def worker_topology(queue: str, settings: WorkerSettings) -> list[QueueSpec]:
     """The queues a worker on ``queue`` needs: main, a delay queue per retry tier, dead letters."""
     dlq = dead_letter_queue_name(queue)
     typed: dict[str, Any] = {}
     main_arguments: dict[str, Any] = {}
     dead_lettering: dict[str, Any] = {}
-    if settings.worker_queue_type == "quorum":
+    limit = delivery_limit(settings)
+    if limit is not None:
         typed = {"x-queue-type": "quorum"}
         # Quorum queues dead-letter at most once unless told otherwise; a retry copy on its
         # way back to the main queue must not be dropped.
@@ -38,7 +44,7 @@ def worker_topology(queue: str, settings: WorkerSettings) -> list[QueueSpec]:
         main_arguments = {
             **typed,
             **dead_lettering,
-            "x-delivery-limit": QUORUM_DELIVERY_LIMIT,
+            "x-delivery-limit": limit,
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": dlq,
         }
