@@ -20,6 +20,7 @@ from strawberry.types import ExecutionContext, Info
 from task_api.access import EVERYTHING, READ, READ_PAYLOAD, REPORT, SUBMIT, Grants, forbidden
 from task_api.document_cache import CachedDocuments, DocumentCache
 from task_api.inputs import MAX_ID_LENGTH, PageModel, ProgressInputModel, SubmissionModel, validate
+from task_api.metrics import TaskApiMetrics
 from task_api.outbox import Outbox, SubmissionNotQueued
 from task_api.records import HistoryEntry, Status, TaskState
 from task_api.storage import TaskStore
@@ -40,6 +41,7 @@ class ApiContext:
 
     store: TaskStore
     outbox: Outbox
+    metrics: TaskApiMetrics
     grants: Grants = EVERYTHING
 
 
@@ -290,7 +292,10 @@ def _report(context: ApiContext, values: dict[str, Any]) -> Task:
     if not context.grants.may_report():
         raise forbidden(REPORT, "reportTaskProgress")
     model: ProgressInputModel = validate(ProgressInputModel, "input", values)
-    state = context.store.apply_report(model.to_report(), _now())
+    now = _now()
+    state = context.store.apply_report(model.to_report(), now)
+    # The store stamps a task it changed with ``now``; a stale report leaves it as it was.
+    context.metrics.progress_update(stored=state.updated_at == now)
     return Task.from_state(state)
 
 
