@@ -126,17 +126,22 @@ class PrometheusServer:
             raise PromQLError(f"{path} {params}: {body.get('errorType')}: {body.get('error')}")
         return body["data"]
 
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """The instant vector (or scalar as a one-element list) of ``expr`` now."""
-        data = self.api("query", query=expr)
+    def now(self) -> str:
+        """An evaluation time for several queries that must see the same samples."""
+        return f"{time.time():.3f}"
+
+    def query(self, expr: str, *, at: str | None = None) -> list[dict[str, Any]]:
+        """The instant vector (a scalar as a one-element list) of ``expr``, now or ``at``."""
+        params = {"query": expr} if at is None else {"query": expr, "time": at}
+        data = self.api("query", **params)
         if data["resultType"] in ("scalar", "string"):
             return [{"metric": {}, "value": data["result"]}]
         result: list[dict[str, Any]] = data["result"]
         return result
 
-    def values(self, expr: str, label: str) -> dict[str, float]:
-        """``expr``'s samples now, keyed by the value of ``label``."""
-        return {s["metric"].get(label, ""): float(s["value"][1]) for s in self.query(expr)}
+    def values(self, expr: str, label: str, *, at: str | None = None) -> dict[str, float]:
+        """``expr``'s samples, keyed by the value of ``label``."""
+        return {s["metric"].get(label, ""): float(s["value"][1]) for s in self.query(expr, at=at)}
 
     def wait_until(
         self, expr: str, label: str, check: Callable[[dict[str, float]], bool], timeout_s: float
