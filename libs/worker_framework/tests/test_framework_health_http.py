@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 import pytest
 from framework_probe_worker import ProbeWorker
-from tcp_relay import TcpRelay
 from metrics_scrape import http_get, labels_of, metered, sample, scrape
+from tcp_relay import TcpRelay
 from worker_framework.health_http import MAX_CONNECTIONS
 from worker_framework.testing import amqp_url, wait_for
 

@@ -17,6 +17,8 @@ from worker_framework.task_threads import Job
 from worker_framework.testing import settings_env, subprocess_env, wait_for
 
 PROBE = "framework_probe_worker:main"
+
+
 def test_each_outcome_is_counted_with_its_duration_and_queue_wait(
     client, make_settings, worker_thread
 ):
@@ -30,12 +32,14 @@ def test_each_outcome_is_counted_with_its_duration_and_queue_wait(
     for number in range(2):
         client.publish_task(settings.worker_queue, {"id": f"retry-{number}", "fail_times": 1})
     for number in range(3):
-        client.publish_task(settings.worker_queue, {"id": f"dead-{number}", "fail_permanently": True})
+        client.publish_task(
+            settings.worker_queue, {"id": f"dead-{number}", "fail_permanently": True}
+        )
 
-    def settled() -> Samples | None:
+    def settled() -> Samples:
         samples = scrape(port)
         done = sample(samples, "worker_tasks_total", outcome="completed", **labels)
-        return samples if done == 6 else None
+        return samples if done == 6 else {}
 
     samples = wait_for(settled, message="4 + 2 retried tasks completed")
     assert sample(samples, "worker_tasks_total", outcome="retry_scheduled", **labels) == 2
@@ -45,7 +49,9 @@ def test_each_outcome_is_counted_with_its_duration_and_queue_wait(
     for outcome, count in (("completed", 6), ("retry_scheduled", 2), ("dead_lettered", 3)):
         duration = {"outcome": outcome, **labels}
         assert sample(samples, "worker_task_duration_seconds_count", **duration) == count
-        assert sample(samples, "worker_task_duration_seconds_bucket", le="+Inf", **duration) == count
+        assert (
+            sample(samples, "worker_task_duration_seconds_bucket", le="+Inf", **duration) == count
+        )
         assert sample(samples, "worker_task_duration_seconds_sum", **duration) > 0
     assert sample(samples, "worker_queue_wait_seconds_count", **labels) == 11
     # A no-op task takes far less than 20 minutes: every one is in the last finite bucket.
@@ -123,11 +129,11 @@ def test_deliveries_returned_at_a_stop_are_counted_by_reason(
     # Stop the consumer but not yet the endpoint (the fixture stops both after the test).
     worker.consumer.request_stop()
 
-    def returned() -> Samples | None:
+    def returned() -> Samples:
         samples = scrape(port)
         if sample(samples, "worker_deliveries_requeued_total", reason="abandoned", **labels):
             return samples
-        return None
+        return {}
 
     samples = wait_for(returned, message="grace period over")
     assert sample(samples, "worker_deliveries_requeued_total", reason="shutdown", **labels) == 3
@@ -146,13 +152,13 @@ def test_time_limit_requeues_a_waiting_delivery_and_retries_the_overrunning_task
     client.publish_task(settings.worker_queue, {"id": "overrun", "sleep_s": 3})
     client.publish_task(settings.worker_queue, {"id": "waiting"})
 
-    def limited() -> Samples | None:
+    def limited() -> Samples:
         samples = scrape(port)
         retried = sample(samples, "worker_tasks_total", outcome="retry_scheduled", **labels)
         requeued = sample(
             samples, "worker_deliveries_requeued_total", reason="time_limit", **labels
         )
-        return samples if retried and requeued else None
+        return samples if retried and requeued else {}
 
     samples = wait_for(limited, timeout=30, message="time limit applied")
     assert sample(samples, "worker_retries_total", delay_ms="50", **labels) >= 1
@@ -166,9 +172,7 @@ def test_error_type_labels_are_capped():
     samples = parse(metrics.render()[0].decode())
     labels = {"queue": "capped-queue", "worker_type": "probe"}
     error_types = {
-        dict(key[1])["error_type"]
-        for key in samples
-        if key[0] == "worker_dead_letters_total"
+        dict(key[1])["error_type"] for key in samples if key[0] == "worker_dead_letters_total"
     }
     assert len(error_types) == MAX_LABEL_VALUES + 1
     assert sample(samples, "worker_dead_letters_total", error_type=OTHER_LABEL, **labels) == 10

@@ -84,7 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "worker"
     sys_version = ""
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server looks up
+    def do_GET(self) -> None:  # the name http.server looks up
         path = self.path.split("?", 1)[0]
         endpoint = self.server.endpoint
         if path == "/metrics":
@@ -125,7 +125,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
+    def log_message(self, format: str, *args: Any) -> None:  # http.server names it so
         # Probes every few seconds would drown the log; errors are answered, not logged.
         return
 
@@ -187,4 +187,7 @@ class MetricsServer:
         """200 while connected and consuming, else 503."""
         if self._ready():
             return HTTPStatus.OK, b"ready\n"
-        return HTTPStatus.SERVICE_UNAVAILABLE, b"not consuming (connecting, reconnecting or stopping)\n"
+        return (
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            b"not consuming (connecting, reconnecting or stopping)\n",
+        )

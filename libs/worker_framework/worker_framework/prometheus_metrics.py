@@ -22,7 +22,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 from worker_framework.metrics import (
     DURATION_BUCKETS_S,
@@ -44,7 +43,7 @@ if TYPE_CHECKING:
     from worker_framework.task_threads import Job
 
 #: The ``le`` label of each bucket, ``+Inf`` last.
-_BUCKET_LABELS = [floatToGoString(bound) for bound in DURATION_BUCKETS_S] + ["+Inf"]
+_BUCKET_LABELS = [repr(float(bound)) for bound in DURATION_BUCKETS_S] + ["+Inf"]
 
 
 class _Histogram:
@@ -63,7 +62,7 @@ class _Histogram:
 
     def cumulative(self) -> list[tuple[str, float]]:
         running = 0
-        buckets = []
+        buckets: list[tuple[str, float]] = []
         for label, count in zip(_BUCKET_LABELS, list(self.counts), strict=True):
             running += count
             buckets.append((label, running))
@@ -93,7 +92,8 @@ class PrometheusWorkerMetrics(WorkerMetrics):
         self._last_finished = time.time()
         self._next_depth_sample = 0.0
         self._in_flight: Callable[[], int] = lambda: 0
-        self._progress: ProgressReporter | None = None
+        # Any reporter; only one that counts (CountedProgress) has figures to show.
+        self._progress: object = None
         self._define(app_version)
         self.registry.register(_TaskCollector(self))
 
@@ -117,7 +117,9 @@ class PrometheusWorkerMetrics(WorkerMetrics):
         self._dead_letter_children: dict[str, Counter] = {}
         self._error_types: set[str] = set()
         self._reconnects = Counter(
-            "worker_reconnects", "Connection losses followed by a reconnect.", labels,
+            "worker_reconnects",
+            "Connection losses followed by a reconnect.",
+            labels,
             registry=registry,
         ).labels(*values)
         requeued = Counter(
@@ -225,7 +227,8 @@ class PrometheusWorkerMetrics(WorkerMetrics):
         values = [self.queue, self.worker_type]
         labels = ["queue", "worker_type"]
         tasks = CounterMetricFamily(
-            "worker_tasks", "Tasks settled (outcome stored, delivery acked), by outcome.",
+            "worker_tasks",
+            "Tasks settled (outcome stored, delivery acked), by outcome.",
             labels=[*labels, "outcome"],
         )
         durations = HistogramMetricFamily(
@@ -248,13 +251,18 @@ class PrometheusWorkerMetrics(WorkerMetrics):
         wait.add_metric(values, self._queue_wait.cumulative(), self._queue_wait.total)
         yield wait
         yield _gauge(
-            "worker_tasks_in_flight", "Tasks started and not yet settled.", labels, values,
+            "worker_tasks_in_flight",
+            "Tasks started and not yet settled.",
+            labels,
+            values,
             self._in_flight(),
         )
         yield _gauge(
             "worker_last_task_finished_timestamp_seconds",
             "Unix time of the last task settled (the worker's start before the first).",
-            labels, values, self._last_finished,
+            labels,
+            values,
+            self._last_finished,
         )
         yield from self._progress_families()
 
@@ -265,12 +273,18 @@ class PrometheusWorkerMetrics(WorkerMetrics):
         labels, values = ["worker_type"], [self.worker_type]
         yield _gauge(
             "worker_progress_updates_pending",
-            "Progress updates waiting for the progress API.", labels, values, pending,
+            "Progress updates waiting for the progress API.",
+            labels,
+            values,
+            pending,
         )
         for name, text, value in (
             ("worker_progress_updates_sent", "Progress updates the API accepted.", sent),
-            ("worker_progress_updates_dropped", "Progress updates dropped (queue full, refused by "
-             "the API, or given up on).", dropped),
+            (
+                "worker_progress_updates_dropped",
+                "Progress updates dropped (queue full, refused by " "the API, or given up on).",
+                dropped,
+            ),
         ):
             counter = CounterMetricFamily(name, text, labels=labels)
             counter.add_metric(values, value)
