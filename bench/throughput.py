@@ -346,7 +346,9 @@ def main() -> None:
             peaks.append(peak or 0.0)
             if args.metrics and round_number % 2 == 1:
                 metered_rates.append(measure("framework", args, workdir, metrics=True)[0])
-            line = f"round {round_number}: raw {raw_rates[-1]:.0f} msg/s, framework {rate:.0f} msg/s"
+            line = (
+                f"round {round_number}: raw {raw_rates[-1]:.0f} msg/s, framework {rate:.0f} msg/s"
+            )
             if args.metrics:
                 line += f", framework with metrics {metered_rates[-1]:.0f} msg/s"
             print(line, file=sys.stderr)

@@ -191,10 +191,11 @@ class PrometheusWorkerMetrics(WorkerMetrics):
             finished = job.finished_at or time.monotonic()  # a timed-out task is still running
             self._durations[index].observe(finished - started)
             self._queue_wait.observe(started - job.delivered_at)
-        if isinstance(outcome, RetryScheduled):
-            self._retry(outcome.base_delay_ms)
-        elif isinstance(outcome, DeadLettered):
-            self._dead_letter(outcome.error_type)
+        if index:  # the common case, completed, is done
+            if isinstance(outcome, RetryScheduled):
+                self._retry(outcome.base_delay_ms)
+            elif isinstance(outcome, DeadLettered):
+                self._dead_letter(outcome.error_type)
 
     def _retry(self, delay_ms: int) -> None:
         child = self._retry_children.get(delay_ms)
