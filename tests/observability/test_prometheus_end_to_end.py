@@ -155,7 +155,8 @@ def test_alert_rules_and_dashboard_queries_run_on_real_data_and_dead_letters_ale
     for expr in dashboard_expressions().values():
         prometheus.query(expr)
     throughput = dashboard_expressions()["Throughput by outcome / A"]
-    assert prometheus.query(throughput), throughput
+    # A rate needs two scrapes since the first finished task.
+    wait_for(lambda: prometheus.query(throughput), WAIT_S, message=f"data for {throughput}")
 
     def dead_letter_alert() -> list[dict[str, Any]]:
         alerts = prometheus.api("alerts")["alerts"]
