@@ -8,11 +8,10 @@ the RabbitMQ publisher are blocking clients.
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -36,13 +35,14 @@ from task_api.metrics import (
     ERROR,
     OK,
     OTHER,
+    ProgressCount,
     Tally,
     TaskApiMetrics,
     is_database_error,
-    operation_label,
     outcome_of_status,
 )
 from task_api.metrics import FORBIDDEN as FORBIDDEN_OUTCOME
+from task_api.operations import NO_FIELDS, RootFields, root_fields
 from task_api.page import RECENT_TASKS, render_page
 from task_api.schema import ApiContext
 
@@ -56,8 +56,6 @@ METRICS_PATH = "/metrics"
 #: The operation label, and the name in messages, of the routes other than GraphQL's.
 _ROUTE_OPERATIONS = {"/": "page", METRICS_PATH: "metrics"}
 _ROUTE_NAMES = {"/": "the page", METRICS_PATH: "/metrics"}
-#: Codes of GraphQL errors that are task-api's (or the broker's) fault, not the client's.
-_SERVER_ERROR_CODES = frozenset({"PUBLISH_PENDING", "PUBLISH_FAILED"})
 #: Threads running GraphQL requests; the store serialises its work anyway, so these mostly
 #: wait, and a few slow broker calls leave plenty for everything else.
 GRAPHQL_THREADS = 32
@@ -98,73 +96,15 @@ def reports_progress_only(cache: DocumentCache, query: str) -> bool:
     )
 
 
-def root_fields(cache: DocumentCache, query: str, operation_name: str | None) -> dict[str, str]:
-    """The root fields the request runs: response key (alias) -> field name.
-
-    Empty when the document does not parse or names no operation to run (the schema reports
-    why); a fragment at the root counts as one field named ``other``.
-    """
-    try:
-        document = cache.parse(query)
-    except GraphQLError:
-        return {}
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if operation_name is not None:
-        operations = [o for o in operations if o.name and o.name.value == operation_name]
-    if len(operations) != 1:
-        return {}
-    fields: dict[str, str] = {}
-    for index, selection in enumerate(operations[0].selection_set.selections):
-        if isinstance(selection, FieldNode):
-            key = selection.alias.value if selection.alias else selection.name.value
-            fields[key] = selection.name.value
-        else:
-            fields[f"#fragment{index}"] = OTHER
-    return fields
-
-
-def _error_outcome(error: GraphQLError) -> str:
-    """Whose fault a resolver's error is: the client's (forbidden, bad request) or task-api's."""
-    original = error.original_error
-    if original is not None and not isinstance(original, GraphQLError):
-        return ERROR
-    code = (error.extensions or {}).get("code")
-    if code == FORBIDDEN:
-        return FORBIDDEN_OUTCOME
-    return ERROR if code in _SERVER_ERROR_CODES else BAD_REQUEST
-
-
-def field_tally(fields: dict[str, str], errors: Iterable[GraphQLError]) -> Tally:
-    """Each root field's operation and outcome, from the errors of the response.
-
-    An error without a path came before execution (parsing, validation, variables) and
-    concerns the whole document.
-    """
-    failed: dict[str, str] = {}
-    for error in errors:
-        if not error.path:
-            return every_field(fields, BAD_REQUEST)
-        failed.setdefault(str(error.path[0]), _error_outcome(error))
-    tally = collections.Counter(
-        (operation_label(name), failed.get(key, OK)) for key, name in fields.items()
-    )
-    return tally or {(OTHER, OK): 1}
-
-
-def every_field(fields: dict[str, str], outcome: str) -> Tally:
-    """The same outcome for every root field (``other`` when there are none)."""
-    tally = collections.Counter((operation_label(name), outcome) for name in fields.values())
-    return tally or {(OTHER, outcome): 1}
-
-
 @dataclass
 class GraphQLRequest:
-    """A decoded GraphQL request; ``fields`` are filled in by the thread that runs it."""
+    """A decoded GraphQL request, and what the thread that runs it learns about it."""
 
     query: str
     variables: dict[str, Any] | None
     operation_name: str | None
-    fields: dict[str, str] = field(default_factory=dict)
+    fields: RootFields = NO_FIELDS
+    progress: ProgressCount = field(default_factory=ProgressCount)
 
 
 def json_depth(value: Any) -> int:
@@ -370,7 +310,8 @@ class TaskApiApp:
         except BadRequest as error:
             await _send_error(send, error.status, str(error), error.code)
             return {(OTHER, outcome_of_status(error.status)): 1}
-        execute = functools.partial(self._execute, request, replace(self._context, grants=grants))
+        context = replace(self._context, grants=grants, progress=request.progress)
+        execute = functools.partial(self._execute, request, context)
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._executor, execute)
         except BadRequest as error:
@@ -384,7 +325,8 @@ class TaskApiApp:
             await _send_error(
                 send, 503, "task storage unavailable; send the request again", "UNAVAILABLE"
             )
-            return every_field(request.fields, ERROR)
+            return request.fields.every(ERROR)
+        self._metrics.progress_updates(request.progress)
         errors: list[GraphQLError] = result.errors or []
         for graphql_error in errors:
             if graphql_error.original_error is not None:
@@ -393,7 +335,7 @@ class TaskApiApp:
         if errors:
             response["errors"] = [_formatted(error) for error in errors]
         await _send_json(send, 200, response)
-        return field_tally(request.fields, errors)
+        return request.fields.outcomes(errors)
 
     def _count_if_database_error(self, error: BaseException) -> None:
         if is_database_error(error):

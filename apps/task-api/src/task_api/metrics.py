@@ -46,6 +46,28 @@ DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 Tally = Mapping[tuple[str, str], int]
 
 
+class ProgressCount:
+    """The progress reports of one request, stored and ignored, counted by its resolvers.
+
+    Added to the metrics once the request's work is committed: a batch of reports costs two
+    additions to a counter, not one per report, and a batch rolled back counts nothing. The
+    resolvers of one request run one after the other in one thread: no lock is needed.
+    """
+
+    __slots__ = ("stored", "ignored")
+
+    def __init__(self) -> None:
+        self.stored = 0
+        self.ignored = 0
+
+    def add(self, *, stored: bool) -> None:
+        """Count one report."""
+        if stored:
+            self.stored += 1
+        else:
+            self.ignored += 1
+
+
 def operation_label(field_name: str) -> str:
     """The ``operation`` label of a GraphQL root field: its name if known, else ``other``."""
     return field_name if field_name in GRAPHQL_OPERATIONS else OTHER
@@ -141,9 +163,12 @@ class TaskApiMetrics:
         for operation in {operation for operation, _ in tally}:
             self._duration[operation].observe(duration_s)
 
-    def progress_update(self, *, stored: bool) -> None:
-        """Count one progress report, stored or ignored as stale."""
-        (self._stored if stored else self._ignored).inc()
+    def progress_updates(self, count: ProgressCount) -> None:
+        """Count a request's progress reports, stored or ignored as stale."""
+        if count.stored:
+            self._stored.inc(count.stored)
+        if count.ignored:
+            self._ignored.inc(count.ignored)
 
     def submission_published(self) -> None:
         """Count one submitted task confirmed by RabbitMQ."""

@@ -134,7 +134,10 @@ def _open_migrated_store(settings: TaskApiSettings) -> TaskStore:
 
 
 def _build_app(
-    settings: TaskApiSettings, tokens: TokenTable | None, context: ApiContext
+    settings: TaskApiSettings,
+    tokens: TokenTable | None,
+    context: ApiContext,
+    metrics: TaskApiMetrics,
 ) -> TaskApiApp:
     """The ASGI application: the schema with the query limits, and the request limits."""
     schema, documents = build_schema(
@@ -155,7 +158,7 @@ def _build_app(
             max_query_bytes=settings.max_query_bytes,
             max_json_depth=settings.max_json_depth,
         ),
-        metrics=context.metrics,
+        metrics=metrics,
         metrics_public=settings.metrics_public,
     )
 
@@ -178,7 +181,7 @@ def serve() -> None:
         metrics,
     )
     _warn_about_access(tokens)
-    app = _build_app(settings, tokens, ApiContext(store=store, outbox=outbox, metrics=metrics))
+    app = _build_app(settings, tokens, ApiContext(store=store, outbox=outbox), metrics)
     logger.info(
         "task-api serving http://{}:{}{} with {} storage",
         settings.host,
