@@ -10,6 +10,10 @@ progress reporter counts updates so the process can time itself from the first t
 the last one acknowledged. The raw side times itself from its first delivery to its last ack.
 Idle memory is read from a separate fresh worker process that consumes an empty queue.
 
+With ``--metrics`` each round also runs the framework worker with ``WORKER_METRICS_PORT`` set
+(the registry live, the endpoint serving); its endpoint is scraped once at the end to check that
+it counted every task, and ``metrics_overhead`` = 1 - (with metrics / without) of the medians.
+
 The last line printed is one JSON object with the figures.
 """
 
@@ -25,11 +29,13 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pika
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 from shared_utils.child_process import inherited_pythonpath
 from worker_framework import (
@@ -40,11 +46,11 @@ from worker_framework import (
     TaskContext,
     TaskStatus,
 )
-from worker_framework.consumer import Consumer
 from worker_framework.logging import configure_logging
+from worker_framework.observability import observed_consumer
 from worker_framework.settings import WorkerSettings, load_settings
 from worker_framework.shutdown import SignalHandlers
-from worker_framework.testing import QueueClient, delete_worker_queues, wait_for
+from worker_framework.testing import QueueClient, delete_worker_queues, free_port, wait_for
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
@@ -109,9 +115,15 @@ def serve_framework(queue: str, prefetch: int, expected: int, result_file: Path)
     """The framework worker process (``--role framework``)."""
     settings = load_settings(WorkerSettings, worker_queue=queue, worker_prefetch=prefetch)
     configure_logging(settings)
-    consumer = Consumer(NoopWorker(settings), settings, TimingReporter(expected, result_file))
+    reporter = TimingReporter(expected, result_file)
+    # With WORKER_METRICS_PORT in the environment (``--metrics``), as the ``run`` command does.
+    consumer, endpoint = observed_consumer(NoopWorker(settings), settings, reporter)
+    if endpoint is not None:
+        endpoint.start()
     SignalHandlers(consumer.request_stop).install()
     consumer.run()
+    if endpoint is not None:
+        endpoint.stop()
 
 
 def serve_raw(url: str, queue: str, prefetch: int, expected: int, result_file: Path) -> None:
@@ -175,7 +187,12 @@ def rss_mb(pid: int, field: str) -> float:
 
 
 def spawn(
-    role: str, args: argparse.Namespace, queue: str, result_file: Path, log_file: Path
+    role: str,
+    args: argparse.Namespace,
+    queue: str,
+    result_file: Path,
+    log_file: Path,
+    metrics_port: int | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start this script in ``role`` as a subprocess that sees the same modules.
 
@@ -183,6 +200,9 @@ def spawn(
     """
     env = dict(os.environ, PYTHONPATH=inherited_pythonpath(), AMQP_URL=args.amqp_url)
     env["LOG_LEVEL"] = args.log_level
+    env.pop("WORKER_METRICS_PORT", None)
+    if metrics_port is not None:
+        env["WORKER_METRICS_PORT"] = str(metrics_port)
     command = [sys.executable, os.path.abspath(__file__), "--role", role, "--queue", queue]
     command += [
         "--messages",
@@ -196,16 +216,24 @@ def spawn(
         return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def measure(role: str, args: argparse.Namespace, workdir: Path) -> tuple[float, float | None]:
-    """Messages per second for one consumer kind (and the worker's peak RSS for the framework)."""
+def measure(
+    role: str, args: argparse.Namespace, workdir: Path, *, metrics: bool = False
+) -> tuple[float, float | None]:
+    """Messages per second for one consumer kind (and the worker's peak RSS for the framework).
+
+    ``metrics``: the framework worker serves its metrics; they must count every task.
+    """
     queue = f"bench-{role}-{uuid.uuid4().hex[:8]}"
     result_file = workdir / f"{queue}.json"
     preload(args.amqp_url, queue, args.messages)
-    process = spawn(role, args, queue, result_file, workdir / f"{queue}.log")
+    port = free_port() if metrics else None
+    process = spawn(role, args, queue, result_file, workdir / f"{queue}.log", port)
     try:
         wait_for(result_file.exists, args.timeout, message=f"{role} consumer to finish")
         result = json.loads(result_file.read_text())
         peak = rss_mb(process.pid, "VmHWM") if role == "framework" else None
+        if port is not None:
+            check_counted(port, args.messages)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -217,6 +245,20 @@ def measure(role: str, args: argparse.Namespace, workdir: Path) -> tuple[float, 
         if left:
             raise SystemExit(f"{role} consumer left {left} messages unacknowledged")
     return result["count"] / result["seconds"], peak
+
+
+def check_counted(port: int, expected: int) -> None:
+    """Scrape the worker's endpoint once: it must have counted every task as completed."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    completed = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "worker_tasks_total" and sample.labels.get("outcome") == "completed"
+    ]
+    if completed != [expected]:
+        raise SystemExit(f"the metrics counted {completed} completed tasks, not {expected}")
 
 
 def bench_settings(args: argparse.Namespace, queue: str) -> WorkerSettings:
@@ -263,6 +305,11 @@ def main() -> None:
         help="LOG_LEVEL of the framework worker (default INFO, the product default)",
     )
     parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="also run the framework worker with metrics on; report metrics_overhead",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=600, help="give up after this many seconds per phase"
     )
     parser.add_argument(
@@ -283,6 +330,7 @@ def main() -> None:
 
     raw_rates: list[float] = []
     framework_rates: list[float] = []
+    metered_rates: list[float] = []
     peaks: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
@@ -290,13 +338,20 @@ def main() -> None:
         # Alternate the two and keep the medians: a shared machine drifts during a run.
         for round_number in range(1, args.rounds + 1):
             raw_rates.append(measure("raw", args, workdir)[0])
+            # With metrics first in every other round: neither side always runs warmer.
+            if args.metrics and round_number % 2 == 0:
+                metered_rates.append(measure("framework", args, workdir, metrics=True)[0])
             rate, peak = measure("framework", args, workdir)
             framework_rates.append(rate)
             peaks.append(peak or 0.0)
-            print(
-                f"round {round_number}: raw {raw_rates[-1]:.0f} msg/s, framework {rate:.0f} msg/s",
-                file=sys.stderr,
+            if args.metrics and round_number % 2 == 1:
+                metered_rates.append(measure("framework", args, workdir, metrics=True)[0])
+            line = (
+                f"round {round_number}: raw {raw_rates[-1]:.0f} msg/s, framework {rate:.0f} msg/s"
             )
+            if args.metrics:
+                line += f", framework with metrics {metered_rates[-1]:.0f} msg/s"
+            print(line, file=sys.stderr)
     raw_rate = statistics.median(raw_rates)
     framework_rate = statistics.median(framework_rates)
     figures = {
@@ -310,6 +365,10 @@ def main() -> None:
         "worker_idle_rss_mb": round(idle, 1),
         "worker_peak_rss_mb": round(max(peaks), 1),
     }
+    if args.metrics:
+        metered_rate = statistics.median(metered_rates)
+        figures["framework_metrics_msgs_per_s"] = round(metered_rate, 1)
+        figures["metrics_overhead"] = round(1 - metered_rate / framework_rate, 3)
     print(json.dumps(figures))
 
 

@@ -42,7 +42,8 @@ def test_the_manifests_name_the_worker_its_image_and_its_queue() -> None:
     assert "image: jupiter/pdf-render" in text
     assert "queueName: pdf-render" in text
     assert "name: WORKER_QUEUE\n              value: pdf-render" in text
-    assert '["/opt/app/pex", "healthcheck"]' in text
+    assert "httpGet: {path: /livez, port: metrics}" in text
+    assert "httpGet: {path: /readyz, port: metrics}" in text
 
 
 def test_the_worker_is_listed_after_the_other_workers_once() -> None:

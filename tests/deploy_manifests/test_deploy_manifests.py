@@ -105,11 +105,21 @@ def test_every_app_runs_from_its_image_with_requests_and_probes(rendered) -> Non
         assert "readinessProbe" in container and "livenessProbe" in container, name
 
 
-def test_workers_probe_with_the_healthcheck_command(rendered) -> None:
+def test_workers_are_probed_over_http_on_their_metrics_port(rendered) -> None:
+    [config] = [
+        cm
+        for name, cm in by_kind(rendered, "ConfigMap").items()
+        if name.startswith("jupiter-worker-config")
+    ]
+    metrics_port = int(config["data"]["WORKER_METRICS_PORT"])
     for name, deployment in workers(rendered).items():
-        container = deployment["spec"]["template"]["spec"]["containers"][0]
-        for probe in ("readinessProbe", "livenessProbe"):
-            assert container[probe]["exec"]["command"] == ["/opt/app/pex", "healthcheck"], name
+        template = deployment["spec"]["template"]
+        container = template["spec"]["containers"][0]
+        ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+        assert ports["metrics"] == metrics_port, name
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "metrics"}
+        assert template["metadata"]["annotations"]["prometheus.io/port"] == str(metrics_port)
 
 
 def test_termination_grace_outlasts_the_worker_shutdown_grace(rendered) -> None:

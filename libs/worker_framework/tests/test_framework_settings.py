@@ -69,6 +69,13 @@ def test_several_comma_separated_broker_urls_are_accepted(monkeypatch):
         ("GRAPHQL_URL", "ftp://user:topsecret@host/graphql"),
         ("GRAPHQL_URL", "task-api:4000/graphql?token=topsecret"),
         ("GRAPHQL_URL", "http://user:topsecret@task-api:port/graphql"),
+        ("WORKER_METRICS_PORT", "0"),
+        ("WORKER_METRICS_PORT", "65536"),
+        ("WORKER_METRICS_PORT", "-1"),
+        ("WORKER_METRICS_PORT", "metrics"),
+        ("WORKER_METRICS_HOST", "  "),
+        ("WORKER_METRICS_HOST", "0.0.0.0 topsecret"),
+        ("WORKER_LIVENESS_TIMEOUT_S", "0"),
     ],
 )
 def test_invalid_value_raises_settings_error_naming_the_variable_without_its_value(
@@ -118,3 +125,23 @@ def test_the_run_task_command_loads_the_annotated_model(monkeypatch):
     result = CliRunner().invoke(build_cli(EchoWorker), ["run-task", "-"], input='{"id": "t1"}')
     assert result.exit_code == 0, result.output
     assert seen == [2626]
+
+
+def test_metrics_are_off_unless_a_port_is_set(monkeypatch):
+    monkeypatch.delenv("WORKER_METRICS_PORT", raising=False)
+    assert load_settings(WorkerSettings).worker_metrics_port is None
+    monkeypatch.setenv("WORKER_METRICS_PORT", " ")
+    assert load_settings(WorkerSettings).worker_metrics_port is None
+    monkeypatch.setenv("WORKER_METRICS_PORT", "9102")
+    settings = load_settings(WorkerSettings)
+    assert (settings.worker_metrics_port, settings.worker_metrics_host) == (9102, "0.0.0.0")
+    assert settings.worker_liveness_timeout_s == 60
+
+
+def test_the_run_command_refuses_an_invalid_metrics_port_with_one_line(monkeypatch):
+    monkeypatch.setenv("WORKER_METRICS_PORT", "70000")
+    result = CliRunner().invoke(build_cli(AppWorker), ["run"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: invalid setting WORKER_METRICS_PORT: Input should be less than or equal to 65535"
+    ]

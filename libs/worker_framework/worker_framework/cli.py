@@ -46,13 +46,19 @@ def run(app: WorkerApp) -> None:
     """Consume tasks until SIGTERM/SIGINT; then finish or requeue the tasks in hand, exit 0."""
     from loguru import logger
 
-    from worker_framework.consumer import Consumer
+    from worker_framework.observability import observed_consumer
     from worker_framework.shutdown import SignalHandlers
 
     worker = app.worker
     with app.reporter() as reporter:
+        consumer, endpoint = observed_consumer(worker, app.settings, reporter)
+        if endpoint is not None:
+            try:
+                endpoint.start()  # before initialize(): a slow start is live, not yet ready
+            except OSError as error:
+                where = f"{endpoint.host}:{endpoint.port}"
+                fail(f"cannot serve metrics on {where} (WORKER_METRICS_PORT): {error}", code=1)
         try:
-            consumer = Consumer(worker, app.settings, reporter)
             # Installed before initialize(): a SIGTERM during a slow start still exits cleanly.
             SignalHandlers(consumer.request_stop).install()
             worker.initialize()
@@ -64,6 +70,8 @@ def run(app: WorkerApp) -> None:
             sys.exit(1)
         finally:
             worker.shutdown()
+            if endpoint is not None:
+                endpoint.stop()
 
 
 @click.command("run-task", short_help="Run one task locally and print its result.")

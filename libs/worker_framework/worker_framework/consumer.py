@@ -53,13 +53,14 @@ from worker_framework.broker import BrokerConnection, Delivery, describe_nodes
 from worker_framework.errors import BrokerUnavailable, TooManyAbandonedThreads
 from worker_framework.inbound import InboundMessage, normalise
 from worker_framework.logging import redact
+from worker_framework.metrics import NO_METRICS, WorkerMetrics
 from worker_framework.outcomes import DeadLettered
 from worker_framework.progress import ProgressReporter
 from worker_framework.retry_policy import RetryPolicy
 from worker_framework.settings import WorkerSettings
 from worker_framework.settlement import Settlement
 from worker_framework.task_runner import TaskRun, TaskRunner, run_for
-from worker_framework.task_threads import Job, TaskThreads
+from worker_framework.task_threads import Job, JobState, TaskThreads
 from worker_framework.time_limit import TimeLimit
 from worker_framework.topology import connect, declare_topology
 from worker_framework.worker import BaseWorker
@@ -83,8 +84,10 @@ class Consumer:
         reporter: ProgressReporter,
         *,
         connection_name: str | None = None,
+        metrics: WorkerMetrics = NO_METRICS,
     ) -> None:
         self.settings = settings
+        self._metrics = metrics
         self.queue = worker.queue_name()
         self.runner = TaskRunner(worker, reporter, RetryPolicy.from_settings(settings), self.queue)
         self.reporter = reporter
@@ -99,7 +102,9 @@ class Consumer:
             self._run_job,
             log_context={"queue": self.queue, "worker_type": self.runner.worker_type},
         )
-        self._settlement = Settlement(self.queue, settings, self.runner, reporter, self.log)
+        self._settlement = Settlement(
+            self.queue, settings, self.runner, reporter, self.log, metrics=metrics
+        )
         self._time_limit = TimeLimit(
             settings, self._threads, self._settlement, self.runner, self._take_back, self.log
         )
@@ -116,6 +121,12 @@ class Consumer:
     def unsettled(self) -> dict[int, Job]:
         """Deliveries received and not yet acknowledged or returned, by delivery tag."""
         return self._settlement.unsettled
+
+    def tasks_in_flight(self) -> int:
+        """Tasks started on a worker thread whose outcome is not settled yet (any thread)."""
+        # list() copies the dict in one step under the GIL: the I/O thread may be changing it.
+        jobs = list(self._settlement.unsettled.values())
+        return sum(1 for job in jobs if job.state in (JobState.RUNNING, JobState.FINISHED))
 
     def request_stop(self) -> None:
         """Begin a graceful stop; safe from signal handlers and other threads."""
@@ -153,6 +164,7 @@ class Consumer:
         delays = backoff.expo(max_value=MAX_RECONNECT_WAIT_S)
         next(delays)  # backoff's generators are primed with one next()
         while not self._stop_requested:
+            self._metrics.heartbeat()
             try:
                 connection = connect(self.settings, self.connection_name)
             except BrokerUnavailable as error:
@@ -169,6 +181,7 @@ class Consumer:
         # Event.set from a handler can deadlock on the lock the interrupted wait holds.
         deadline = time.monotonic() + seconds
         while not self._stop_requested and time.monotonic() < deadline:
+            self._metrics.heartbeat()  # waiting to reconnect is alive, though not ready
             time.sleep(min(STOP_POLL_S, max(deadline - time.monotonic(), 0)))
 
     def _serve(self, connection: BrokerConnection) -> None:
@@ -183,6 +196,7 @@ class Consumer:
         )
         while not self._stop_requested:
             connection.process_events(LOOP_TICK_S)
+            self._metrics.loop_turned(connection)
             self._settle_finished()
             self._settlement.retry_refused()
             self._enforce_time_limit()
@@ -198,6 +212,7 @@ class Consumer:
     def _on_connection_lost(self, error: BrokerUnavailable) -> None:
         self.consuming.clear()
         self.reconnects += 1
+        self._metrics.reconnecting()
         unsettled = self._settlement.unsettled
         withdrawn = sum(1 for job in unsettled.values() if self._threads.withdraw(job))
         still_running = len(unsettled) - withdrawn
@@ -215,6 +230,7 @@ class Consumer:
         requeued = sum(
             1 for job in list(self._settlement.unsettled.values()) if self._take_back(job)
         )
+        self._metrics.requeued("shutdown", requeued)
         grace = self.settings.worker_shutdown_grace_s
         self.log.info(
             "stopping (a second SIGTERM/SIGINT exits at once): {} tasks requeued, "
@@ -226,9 +242,11 @@ class Consumer:
         deadline = time.monotonic() + grace
         while self._settlement.unsettled and time.monotonic() < deadline:
             connection.process_events(min(LOOP_TICK_S, max(deadline - time.monotonic(), 0)))
+            self._metrics.heartbeat()
             self._settle_finished()
             self._settlement.retry_refused()
         if self._settlement.unsettled:
+            self._metrics.requeued("abandoned", len(self._settlement.unsettled))
             self.log.warning(
                 "grace period over: {} unfinished tasks return to the queue",
                 len(self._settlement.unsettled),
@@ -256,6 +274,7 @@ class Consumer:
 
     def _run_job(self, job: Job) -> None:
         message: InboundMessage = job.inbound
+        job.started_at = time.monotonic()
         try:
             run = self.runner.run(
                 message.body,
@@ -270,6 +289,7 @@ class Consumer:
             run = run_for(
                 message.body, outcome, attempt=message.attempt, message_id=message.message_id
             )
+        job.finished_at = time.monotonic()
         self._finished.append((job, run))
         # One wake-up per batch: the flag is cleared by the I/O thread before it drains.
         if not self._wake_pending:

@@ -169,6 +169,17 @@ class GraphQLReporter(ProgressReporter):
                 self._queue.dropped,
             )
 
+    def counts(self) -> tuple[int, int, int]:
+        """Updates ``(pending, sent, dropped)`` so far, for metrics (read from any thread).
+
+        Pending counts the batch being sent; dropped counts updates dropped when the queue was
+        full, refused by the API, or given up on.
+        """
+        with self._lock:
+            pending = len(self._queue) + self._in_flight
+            dropped_when_full = self._queue.dropped
+        return pending, self._sender.sent, dropped_when_full + self._sender.dropped
+
     def close(self, timeout_s: float) -> None:
         """Send what is pending, giving up ``timeout_s`` seconds from now; never raises."""
         try:

@@ -26,6 +26,11 @@ DEFAULT_TASK_TIMEOUT_S = 25 * 60
 #: exits for a restart: each holds memory and maybe a connection, and Python cannot stop them.
 DEFAULT_MAX_ABANDONED_THREADS = 5
 
+#: A worker whose I/O loop has not turned for this long fails its liveness probe. The loop turns
+#: at least every 0.2 s, and a reconnect attempt (every node of ``AMQP_URL``, each with pika's
+#: socket timeouts) blocks it for tens of seconds at worst: a minute means really stuck.
+DEFAULT_LIVENESS_TIMEOUT_S = 60.0
+
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 SettingsT = TypeVar("SettingsT", bound="WorkerSettings")
@@ -49,6 +54,11 @@ class WorkerSettings(BaseSettings):
     worker_shutdown_grace_s: float = Field(default=30, ge=0)
     worker_task_timeout_s: float = Field(default=DEFAULT_TASK_TIMEOUT_S, gt=0)
     worker_max_abandoned_threads: int = Field(default=DEFAULT_MAX_ABANDONED_THREADS, ge=0)
+    #: Metrics and health endpoints are off unless a port is given: a port is a deployment
+    #: decision (two workers on one host would fight over a fixed one), see docs/observability.md.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from other hosts by design
+    worker_liveness_timeout_s: float = Field(default=DEFAULT_LIVENESS_TIMEOUT_S, gt=0)
     graphql_url: str | None = None
     graphql_token: SecretStr | None = None
     log_format: Literal["text", "json"] = "text"
@@ -73,6 +83,22 @@ class WorkerSettings(BaseSettings):
         except ValueError:
             raise ValueError("has an invalid port") from None
         return url
+
+    @field_validator("worker_metrics_port", mode="before")
+    @classmethod
+    def _blank_port_is_unset(cls, value: object) -> object:
+        # Blank means unset, as for GRAPHQL_URL (``WORKER_METRICS_PORT=`` in a compose file).
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("worker_metrics_host")
+    @classmethod
+    def _check_metrics_host(cls, value: str) -> str:
+        host = value.strip()
+        if not host or any(character.isspace() for character in host):
+            raise ValueError("must be an address or host name to listen on, e.g. 0.0.0.0")
+        return host
 
     @field_validator("worker_queue")
     @classmethod

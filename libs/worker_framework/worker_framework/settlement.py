@@ -25,6 +25,7 @@ from worker_framework.broker import BrokerConnection, Delivery, OutgoingMessage
 from worker_framework.errors import BrokerUnavailable, PublishFailed
 from worker_framework.inbound import InboundMessage
 from worker_framework.logging import redact
+from worker_framework.metrics import NO_METRICS, WorkerMetrics
 from worker_framework.outcomes import (
     Completed,
     DeadLettered,
@@ -78,8 +79,11 @@ class Settlement:
         runner: TaskRunner,
         reporter: ProgressReporter,
         log: Logger,
+        *,
+        metrics: WorkerMetrics = NO_METRICS,
     ) -> None:
         self.queue = queue
+        self.metrics = metrics
         self.settings = settings
         self.runner = runner
         self.reporter = reporter
@@ -212,6 +216,7 @@ class Settlement:
         if self.connection is not None:
             self.connection.ack(job.payload)
         self.unsettled.pop(job.payload.delivery_tag, None)
+        self.metrics.task_settled(job, run.outcome)
         if isinstance(run.outcome, DeadLettered):
             self.task_log(run).error(
                 "dead-lettered: {}: {}", run.outcome.error_type, run.outcome.error_message
@@ -281,6 +286,7 @@ class Settlement:
             return  # already acknowledged (or its connection is gone): nothing to give back
         if connection is not None and job.generation == self.generation:
             return_to_queue(connection, self.queue, delivery, job.inbound, self.delivery_limit)
+            self.metrics.requeued("outcome_not_stored")
 
     def return_unstarted(self, job: Job) -> None:
         """Return a delivery no thread has started (shutdown, a long wait for a thread)."""

@@ -41,6 +41,9 @@ class Job:
     generation: int
     delivered_at: float
     inbound: Any = None
+    #: ``time.monotonic()`` when a thread started and finished the task (0: not yet).
+    started_at: float = 0.0
+    finished_at: float = 0.0
     state: JobState = JobState.PENDING
     abandoned: bool = False
     settled: bool = False

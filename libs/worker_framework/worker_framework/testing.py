@@ -19,6 +19,7 @@ The pytest fixtures built on these helpers are in ``worker_framework.pytest_plug
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -28,8 +29,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from worker_framework.broker import BrokerConnection, Delivery, OutgoingMessage, QueueSpec
-from worker_framework.consumer import Consumer
 from worker_framework.inbound import ATTEMPT_HEADER
+from worker_framework.observability import observed_consumer
 from worker_framework.progress import LogReporter, ProgressReporter, ProgressUpdate
 from worker_framework.settings import SettingsT, WorkerSettings, load_settings
 from worker_framework.testing_processes import (
@@ -53,6 +54,7 @@ __all__ = [
     "amqp_url",
     "close_broker_connections",
     "delete_worker_queues",
+    "free_port",
     "settings_env",
     "subprocess_env",
     "unique_queue_name",
@@ -66,6 +68,14 @@ T = TypeVar("T")
 def unique_queue_name(prefix: str = "test") -> str:
     """A queue name no other test (or test run) uses."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (e.g. for ``worker_metrics_port``)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def wait_for(
@@ -278,7 +288,9 @@ class RecordingReporter(ProgressReporter):
 class WorkerThread:
     """Runs a worker's consumer in a background thread of the test process.
 
-    ``start()`` returns once the worker consumes; ``stop()`` stops it gracefully.
+    ``start()`` returns once the worker consumes; ``stop()`` stops it gracefully. With
+    ``worker_metrics_port`` in the settings, ``endpoint`` serves its metrics and health as
+    the ``run`` command would.
     """
 
     def __init__(
@@ -291,7 +303,7 @@ class WorkerThread:
     ) -> None:
         self.worker = worker_cls(settings=settings)
         self.reporter = reporter or LogReporter()
-        self.consumer = Consumer(
+        self.consumer, self.endpoint = observed_consumer(
             self.worker,
             settings,
             self.reporter,
@@ -310,6 +322,8 @@ class WorkerThread:
 
     def start(self, timeout: float = 15.0) -> WorkerThread:
         """Initialize the worker, start consuming, and wait until it does."""
+        if self.endpoint is not None:
+            self.endpoint.start()
         self.worker.initialize()
         self._thread.start()
         wait_for(
@@ -325,6 +339,8 @@ class WorkerThread:
         """Stop gracefully and wait for the thread; re-raise what the consumer raised."""
         self.consumer.request_stop()
         self._thread.join(timeout)
+        if self.endpoint is not None:
+            self.endpoint.stop()
         if self._thread.is_alive():
             raise AssertionError(f"worker thread did not stop within {timeout}s")
         if self.error is not None:

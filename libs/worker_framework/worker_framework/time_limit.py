@@ -70,6 +70,7 @@ class TimeLimit:
             aged.append(job)
         for job in aged:
             if self._take_back(job):
+                self._settlement.metrics.requeued("time_limit")
                 delivery: Delivery = job.payload
                 self.log.bind(
                     task_id=task_id_from(delivery.body, delivery.message_id),

@@ -109,6 +109,8 @@ class BaseWorker(Generic[TaskT, ResultT]):
 
     #: The queue consumed when ``WORKER_QUEUE`` is unset; by convention the app's name.
     default_queue: ClassVar[str]
+    #: The app's release, shown as the ``version`` label of ``worker_build_info``.
+    version: ClassVar[str] = "unknown"
     #: The worker's settings. A subclass narrows the annotation (``settings: EmailSettings``)
     #: to get its own fields typed; :meth:`settings_model` reads that annotation.
     settings: WorkerSettings

@@ -1,6 +1,6 @@
 """The ASGI application: routing, bearer-token auth, the body size limit and GraphQL over HTTP.
 
-Plain ASGI keeps the HTTP surface small and explicit: four routes, no framework between the
+Plain ASGI keeps the HTTP surface small and explicit: five routes, no framework between the
 request and the schema. GraphQL runs synchronously in a worker thread because the storage and
 the RabbitMQ publisher are blocking clients.
 """
@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import strawberry
@@ -29,6 +30,19 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 
 from task_api.access import EVERYTHING, FORBIDDEN, Grants, TokenTable
 from task_api.document_cache import DocumentCache
+from task_api.metrics import (
+    BAD_REQUEST,
+    ERROR,
+    OK,
+    OTHER,
+    ProgressCount,
+    Tally,
+    TaskApiMetrics,
+    is_database_error,
+    outcome_of_status,
+)
+from task_api.metrics import FORBIDDEN as FORBIDDEN_OUTCOME
+from task_api.operations import NO_FIELDS, RootFields, root_fields
 from task_api.page import RECENT_TASKS, render_page
 from task_api.schema import ApiContext
 
@@ -38,6 +52,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 GRAPHQL_PATH = "/graphql"
+METRICS_PATH = "/metrics"
+#: The operation label, and the name in messages, of the routes other than GraphQL's.
+_ROUTE_OPERATIONS = {"/": "page", METRICS_PATH: "metrics"}
+_ROUTE_NAMES = {"/": "the page", METRICS_PATH: "/metrics"}
 #: Threads running GraphQL requests; the store serialises its work anyway, so these mostly
 #: wait, and a few slow broker calls leave plenty for everything else.
 GRAPHQL_THREADS = 32
@@ -78,6 +96,17 @@ def reports_progress_only(cache: DocumentCache, query: str) -> bool:
     )
 
 
+@dataclass
+class GraphQLRequest:
+    """A decoded GraphQL request, and what the thread that runs it learns about it."""
+
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+    fields: RootFields = NO_FIELDS
+    progress: ProgressCount = field(default_factory=ProgressCount)
+
+
 def json_depth(value: Any) -> int:
     """How deeply lists and objects nest in a decoded JSON value (iteratively: no recursion)."""
     deepest = 0
@@ -105,9 +134,11 @@ class TaskApiApp:
     """The task-api ASGI application.
 
     Routes: ``POST /graphql`` (GraphQL, ``application/json`` body), ``GET /`` (the HTML
-    page, ``read`` scope), ``GET /healthz`` (liveness, no auth, reveals nothing). With
+    page, ``read`` scope), ``GET /metrics`` (Prometheus, ``read`` scope unless
+    ``metrics_public``), ``GET /healthz`` (liveness, no auth, reveals nothing). With
     ``tokens`` every other route needs ``Authorization: Bearer <token>``, and each operation
-    the scope it needs (see :mod:`task_api.access`); without, anyone may do anything.
+    the scope it needs (see :mod:`task_api.access`); without, anyone may do anything. Every
+    request is counted in ``metrics`` (see :mod:`task_api.metrics`).
     """
 
     def __init__(
@@ -118,6 +149,8 @@ class TaskApiApp:
         documents: DocumentCache,
         tokens: TokenTable | None,
         limits: RequestLimits,
+        metrics: TaskApiMetrics,
+        metrics_public: bool = False,
     ) -> None:
         self._context = context
         self._schema = schema
@@ -129,6 +162,8 @@ class TaskApiApp:
         )
         self._tokens = tokens
         self._limits = limits
+        self._metrics = metrics
+        self._metrics_public = metrics_public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -136,13 +171,23 @@ class TaskApiApp:
             return
         if scope["type"] != "http":
             return
+        started = time.perf_counter()
+        tally = await self._serve(scope, receive, send)
+        self._metrics.request_served(tally, time.perf_counter() - started)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> Tally:
+        """Answer one request; what it was and how it ended, for the metrics."""
         path, method = scope["path"], scope["method"]
-        if path == "/healthz" and method in ("GET", "HEAD"):
+        reading = method in ("GET", "HEAD")
+        if path == "/healthz" and reading:
             await _send_json(send, 200, {"status": "ok"})
-            return
-        if path not in ("/", GRAPHQL_PATH):
+            return {("healthz", OK): 1}
+        if path == METRICS_PATH and reading and self._metrics_public:
+            return await self._metrics_text(send)
+        if path not in ("/", GRAPHQL_PATH, METRICS_PATH):
             await _send_json(send, 404, {"errors": [{"message": f"no such path: {path}"}]})
-            return
+            return {(OTHER, BAD_REQUEST): 1}
+        operation = _ROUTE_OPERATIONS.get(path, OTHER)
         grants = self._grants(scope)
         if grants is None:
             await _send_error(
@@ -152,25 +197,28 @@ class TaskApiApp:
                 "UNAUTHENTICATED",
                 extra_headers=[(b"www-authenticate", b"Bearer")],
             )
-            return
+            return {(operation, FORBIDDEN_OUTCOME): 1}
+        if path == GRAPHQL_PATH:
+            if method != "POST":
+                await _send_json(
+                    send,
+                    405,
+                    {"errors": [{"message": "send GraphQL requests with POST"}]},
+                    extra_headers=[(b"allow", b"POST")],
+                )
+                return {(OTHER, BAD_REQUEST): 1}
+            return await self._graphql(scope, receive, send, grants)
+        if not reading:
+            message = f"{_ROUTE_NAMES[path]} is read-only"
+            await _send_json(send, 405, {"errors": [{"message": message}]})
+            return {(operation, BAD_REQUEST): 1}
+        if not grants.may_read():
+            message = f"{_ROUTE_NAMES[path]} needs the 'read' scope"
+            await _send_error(send, 403, message, FORBIDDEN)
+            return {(operation, FORBIDDEN_OUTCOME): 1}
         if path == "/":
-            if method not in ("GET", "HEAD"):
-                await _send_json(send, 405, {"errors": [{"message": "the page is read-only"}]})
-                return
-            if not grants.may_read():
-                await _send_error(send, 403, "the page needs the 'read' scope", FORBIDDEN)
-                return
-            await self._page(send)
-            return
-        if method != "POST":
-            await _send_json(
-                send,
-                405,
-                {"errors": [{"message": "send GraphQL requests with POST"}]},
-                extra_headers=[(b"allow", b"POST")],
-            )
-            return
-        await self._graphql(scope, receive, send, grants)
+            return await self._page(send)
+        return await self._metrics_text(send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -254,48 +302,54 @@ class TaskApiApp:
             )
         return query, variables, operation_name
 
-    async def _graphql(self, scope: Scope, receive: Receive, send: Send, grants: Grants) -> None:
+    async def _graphql(self, scope: Scope, receive: Receive, send: Send, grants: Grants) -> Tally:
         try:
             self._require_json(scope)
             body = await self._read_body(scope, receive)
-            query, variables, operation_name = self._decode(body)
+            request = GraphQLRequest(*self._decode(body))
         except BadRequest as error:
             await _send_error(send, error.status, str(error), error.code)
-            return
-        execute = functools.partial(
-            self._execute, query, variables, operation_name, replace(self._context, grants=grants)
-        )
+            return {(OTHER, outcome_of_status(error.status)): 1}
+        context = replace(self._context, grants=grants, progress=request.progress)
+        execute = functools.partial(self._execute, request, context)
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._executor, execute)
         except BadRequest as error:
             await _send_error(send, error.status, str(error), error.code)
-            return
-        except Exception:  # noqa: BLE001 - the client is told, and may send it again
+            return {(OTHER, outcome_of_status(error.status)): 1}
+        except Exception as error:  # noqa: BLE001 - the client is told, and may send it again
             # strawberry turns a resolver's errors into GraphQL errors; what reaches here is a
             # batch of reports whose commit failed (rolled back whole) or a bug.
             logger.exception("GraphQL request failed outside its resolvers")
+            self._count_if_database_error(error)
             await _send_error(
                 send, 503, "task storage unavailable; send the request again", "UNAVAILABLE"
             )
-            return
+            return request.fields.every(ERROR)
+        self._metrics.progress_updates(request.progress)
+        errors: list[GraphQLError] = result.errors or []
+        for graphql_error in errors:
+            if graphql_error.original_error is not None:
+                self._count_if_database_error(graphql_error.original_error)
         response: dict[str, Any] = {"data": result.data}
-        if result.errors:
-            response["errors"] = [_formatted(error) for error in result.errors]
+        if errors:
+            response["errors"] = [_formatted(error) for error in errors]
         await _send_json(send, 200, response)
+        return request.fields.outcomes(errors)
 
-    def _execute(
-        self,
-        query: str,
-        variables: dict[str, Any] | None,
-        operation_name: str | None,
-        context: ApiContext,
-    ) -> Any:
+    def _count_if_database_error(self, error: BaseException) -> None:
+        if is_database_error(error):
+            self._metrics.database_error()
+
+    def _execute(self, request: GraphQLRequest, context: ApiContext) -> Any:
+        query = request.query
+        request.fields = root_fields(self._documents, query, request.operation_name)
         run = functools.partial(
             self._schema.execute_sync,
             query,
-            variable_values=variables,
+            variable_values=request.variables,
             context_value=context,
-            operation_name=operation_name,
+            operation_name=request.operation_name,
         )
         try:
             if not reports_progress_only(self._documents, query):
@@ -312,7 +366,12 @@ class TaskApiApp:
         except InvalidOperationTypeError:
             raise BadRequest(400, "only queries and mutations are served", "BAD_REQUEST") from None
 
-    async def _page(self, send: Send) -> None:
+    async def _metrics_text(self, send: Send) -> Tally:
+        body, content_type = self._metrics.exposition()
+        await _send(send, 200, body, content_type.encode())
+        return {("metrics", OK): 1}
+
+    async def _page(self, send: Send) -> Tally:
         try:
             page = await asyncio.to_thread(
                 self._context.store.list_tasks,
@@ -321,12 +380,14 @@ class TaskApiApp:
                 first=RECENT_TASKS,
                 after_seq=None,
             )
-        except Exception:  # noqa: BLE001 - the page says so rather than dropping the connection
+        except Exception as error:  # noqa: BLE001 - the page says so, rather than hanging up
             logger.exception("could not read tasks for the page")
+            self._count_if_database_error(error)
             await _send(send, 503, b"task storage unavailable", b"text/plain; charset=utf-8")
-            return
+            return {("page", ERROR): 1}
         html = render_page(page.tasks).encode()
         await _send(send, 200, html, b"text/html; charset=utf-8")
+        return {("page", OK): 1}
 
 
 def _formatted(error: GraphQLError) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from typing import Any
 
 from loguru import logger
 
+from task_api.metrics import TaskApiMetrics, is_database_error
 from task_api.publisher import PublishError, PublishRefused, TaskPublisher
 from task_api.records import TaskState
 from task_api.storage import TaskStore
@@ -61,10 +62,17 @@ class OutboxTiming:
 class Outbox:
     """Records submissions and publishes them exactly once from the caller's point of view."""
 
-    def __init__(self, store: TaskStore, publisher: TaskPublisher, timing: OutboxTiming) -> None:
+    def __init__(
+        self,
+        store: TaskStore,
+        publisher: TaskPublisher,
+        timing: OutboxTiming,
+        metrics: TaskApiMetrics,
+    ) -> None:
         self._store = store
         self._publisher = publisher
         self._timing = timing
+        self._metrics = metrics
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
 
@@ -101,10 +109,12 @@ class Outbox:
         try:
             self._publisher.publish(state.queue, state.id, state.payload)
         except PublishRefused as error:
+            self._metrics.submission_publish_failed()
             # RabbitMQ said it did not queue it: nothing to recover later, nothing kept.
             self._store.forget_unpublished(state.id)
             raise SubmissionNotQueued(str(error), recorded=False) from error
         except PublishError as error:
+            self._metrics.submission_publish_failed()
             self._store.release_claim(state.id, now=time.time())
             raise SubmissionNotQueued(
                 f"{error}: the task is recorded and will be published when RabbitMQ is back"
@@ -112,6 +122,7 @@ class Outbox:
                 " submitted again with the same id",
                 recorded=True,
             ) from error
+        self._metrics.submission_published()
         self._store.mark_published(state.id)
 
     def sweep(self) -> int:
@@ -143,8 +154,10 @@ class Outbox:
         while not self._stop.wait(self._timing.sweep_s):
             try:
                 self.sweep()
-            except Exception:  # noqa: BLE001 - the storage may be down; the next sweep retries
+            except Exception as error:  # noqa: BLE001 - storage down? the next sweep retries
                 logger.exception("outbox sweep failed")
+                if is_database_error(error):
+                    self._metrics.database_error()
 
     def stop(self) -> None:
         """Stop the sweep (a sweep in progress finishes its current publish)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from strawberry.types import ExecutionContext, Info
 from task_api.access import EVERYTHING, READ, READ_PAYLOAD, REPORT, SUBMIT, Grants, forbidden
 from task_api.document_cache import CachedDocuments, DocumentCache
 from task_api.inputs import MAX_ID_LENGTH, PageModel, ProgressInputModel, SubmissionModel, validate
+from task_api.metrics import ProgressCount
 from task_api.outbox import Outbox, SubmissionNotQueued
 from task_api.records import HistoryEntry, Status, TaskState
 from task_api.storage import TaskStore
@@ -35,12 +36,14 @@ _CURSOR_PREFIX = "task:"
 class ApiContext:
     """What every resolver needs, handed to strawberry as the execution context.
 
-    ``grants`` are the caller's: the application makes one context per request.
+    ``grants`` are the caller's, and ``progress`` counts its reports: the application makes
+    one context per request.
     """
 
     store: TaskStore
     outbox: Outbox
     grants: Grants = EVERYTHING
+    progress: ProgressCount = field(default_factory=ProgressCount)
 
 
 def _context(info: Info[ApiContext, None]) -> ApiContext:
@@ -290,7 +293,10 @@ def _report(context: ApiContext, values: dict[str, Any]) -> Task:
     if not context.grants.may_report():
         raise forbidden(REPORT, "reportTaskProgress")
     model: ProgressInputModel = validate(ProgressInputModel, "input", values)
-    state = context.store.apply_report(model.to_report(), _now())
+    now = _now()
+    state = context.store.apply_report(model.to_report(), now)
+    # The store stamps a task it changed with ``now``; a stale report leaves it as it was.
+    context.progress.add(stored=state.updated_at == now)
     return Task.from_state(state)
 
 

@@ -21,6 +21,7 @@ from worker_framework.logging import redact, register_secret, register_settings_
 
 from task_api.access import TokenConfigError, TokenTable
 from task_api.http_app import GRAPHQL_PATH, RequestLimits, TaskApiApp
+from task_api.metrics import TaskApiMetrics
 from task_api.outbox import Outbox, OutboxTiming
 from task_api.publisher import TaskPublisher
 from task_api.schema import ApiContext, QueryLimits, build_schema
@@ -133,7 +134,10 @@ def _open_migrated_store(settings: TaskApiSettings) -> TaskStore:
 
 
 def _build_app(
-    settings: TaskApiSettings, tokens: TokenTable | None, context: ApiContext
+    settings: TaskApiSettings,
+    tokens: TokenTable | None,
+    context: ApiContext,
+    metrics: TaskApiMetrics,
 ) -> TaskApiApp:
     """The ASGI application: the schema with the query limits, and the request limits."""
     schema, documents = build_schema(
@@ -154,6 +158,8 @@ def _build_app(
             max_query_bytes=settings.max_query_bytes,
             max_json_depth=settings.max_json_depth,
         ),
+        metrics=metrics,
+        metrics_public=settings.metrics_public,
     )
 
 
@@ -163,6 +169,7 @@ def serve() -> None:
     tokens = load_tokens(settings)
     configure_logging(settings, tokens)
     store = _open_migrated_store(settings)
+    metrics = TaskApiMetrics()
     publisher = TaskPublisher(
         settings.amqp_urls(),
         connection_name=f"task-api@{settings.host}:{settings.port}",
@@ -171,9 +178,10 @@ def serve() -> None:
         store,
         publisher,
         OutboxTiming(lease_s=settings.outbox_lease_s, sweep_s=settings.outbox_sweep_s),
+        metrics,
     )
     _warn_about_access(tokens)
-    app = _build_app(settings, tokens, ApiContext(store=store, outbox=outbox))
+    app = _build_app(settings, tokens, ApiContext(store=store, outbox=outbox), metrics)
     logger.info(
         "task-api serving http://{}:{}{} with {} storage",
         settings.host,

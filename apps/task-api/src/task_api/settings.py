@@ -48,6 +48,9 @@ class TaskApiSettings(BaseSettings):
     tokens_file: Path | None = None
     #: Without tokens, listening on anything but loopback needs this set on purpose.
     allow_anonymous: bool = False
+    #: ``GET /metrics`` without a token, for a Prometheus that cannot send one. The metrics
+    #: hold counts only (no task ids, queues or tokens); keep the port off the internet.
+    metrics_public: bool = False
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     max_query_bytes: int = Field(default=DEFAULT_MAX_QUERY_BYTES, ge=256)
     max_depth: int = Field(default=DEFAULT_MAX_DEPTH, ge=2, le=100)
