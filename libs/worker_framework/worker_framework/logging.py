@@ -1,7 +1,7 @@
 """One logging setup for every worker: loguru, text or JSON lines, secrets redacted.
 
-Every line about a task carries ``worker_type``, ``queue``, ``task_id`` and ``attempt`` (bound
-with ``logger.bind``). Redaction runs on the fully formatted line, tracebacks included, so a
+Every line about a task carries ``worker_type``, ``queue``, ``task_id``, ``attempt`` and
+``trace_id`` (bound with ``logger.bind`` or ``logger.contextualize``). Redaction runs on the fully formatted line, tracebacks included, so a
 password in an AMQP URL or a bearer token cannot leak through an exception message either.
 Records from the standard ``logging`` module (pika uses it) are routed through the same sink.
 """
@@ -59,7 +59,7 @@ _secrets_lock = threading.Lock()
 _PATTERN_HINTS = ("://", "bearer", "token", "passw", "secret")
 
 #: Context keys shown on every task line, in this order.
-CONTEXT_KEYS = ("worker_type", "queue", "task_id", "attempt")
+CONTEXT_KEYS = ("worker_type", "queue", "task_id", "attempt", "trace_id")
 
 
 def register_secret(value: str | None) -> None:
