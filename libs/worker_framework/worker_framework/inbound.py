@@ -78,8 +78,8 @@ class InboundMessage(NamedTuple):
     budget, without ``x-attempt`` and the broker's dead-lettering headers. ``notes`` say what was
     dropped or rewritten, for the dead letter's ``x-dropped-headers``. ``state`` is the previous
     attempt's ``ctx.state``; ``trace`` the task's trace context (see :mod:`.tracing`: None
-    only for a message built by hand). (A named tuple rather than a frozen dataclass: built for every
-    delivery on the I/O thread, it costs a third as much.)
+    only for a message built by hand). (A named tuple rather than a frozen dataclass: built for
+    every delivery on the I/O thread, it costs a third as much.)
     """
 
     body: bytes

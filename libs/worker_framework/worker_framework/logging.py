@@ -1,8 +1,9 @@
 """One logging setup for every worker: loguru, text or JSON lines, secrets redacted.
 
 Every line about a task carries ``worker_type``, ``queue``, ``task_id``, ``attempt`` and
-``trace_id`` (bound with ``logger.bind`` or ``logger.contextualize``). Redaction runs on the fully formatted line, tracebacks included, so a
-password in an AMQP URL or a bearer token cannot leak through an exception message either.
+``trace_id`` (bound with ``logger.bind`` or ``logger.contextualize``). Redaction runs on the
+fully formatted line, tracebacks included, so a password in an AMQP URL or a bearer token cannot
+leak through an exception message either.
 Records from the standard ``logging`` module (pika uses it) are routed through the same sink.
 """
 

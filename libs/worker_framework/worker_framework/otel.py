@@ -78,7 +78,9 @@ class OtelTracer(Tracer):
         ) as span:
             context = span.get_span_context()
             # An unsampled parent gives a non-recording span: the message keeps the parent.
-            yield sender.with_parent(format(context.span_id, "016x")) if context.is_valid else sender
+            yield (
+                sender.with_parent(format(context.span_id, "016x")) if context.is_valid else sender
+            )
 
     @contextmanager
     def attempt(

@@ -3,8 +3,8 @@
 ``Completed`` (reply to ``reply_to`` when asked), ``RetryScheduled`` (a delayed copy with
 ``x-attempt`` + 1) or ``DeadLettered`` (a copy in ``Q.dlq`` with the reason in headers and the
 original body byte for byte). Every copy carries the task's ``traceparent`` (the one it came
-with, or the new trace started for it: see :mod:`.tracing`). The consumer acknowledges a delivery only after the message its
-outcome calls for is confirmed by the broker.
+with, or the new trace started for it: see :mod:`.tracing`). The consumer acknowledges a
+delivery only after the message its outcome calls for is confirmed by the broker.
 """
 
 from __future__ import annotations

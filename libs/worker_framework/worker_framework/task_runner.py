@@ -148,7 +148,7 @@ class TaskRunner:
         """
         if trace is None:
             return self._run(body, attempt, redelivered, message_id, state, None)
-        attributes = {
+        attributes: dict[str, str | int] = {
             "messaging.system": "rabbitmq",
             "messaging.destination.name": self.queue,
             "worker.type": self.worker_type,

@@ -262,9 +262,14 @@ class TaskApiApp:
         except BadRequest as error:
             await _send_error(send, error.status, str(error), error.code)
             return
-        execute = functools.partial(
-            self._execute, query, variables, operation_name, replace(self._context, grants=grants)
+        # The caller's trace context, for submitTask (checked there: any text may come).
+        traceparent = dict(scope["headers"]).get(b"traceparent")
+        context = replace(
+            self._context,
+            grants=grants,
+            traceparent=None if traceparent is None else traceparent.decode("latin-1"),
         )
+        execute = functools.partial(self._execute, query, variables, operation_name, context)
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._executor, execute)
         except BadRequest as error:

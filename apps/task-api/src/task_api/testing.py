@@ -184,7 +184,7 @@ def graphql(
 
 TASK_FIELDS = """
     id queue status progress currentStep attempt workerType errorMessage nextRetryAt result
-    payload createdAt updatedAt
+    payload createdAt updatedAt traceId
     history {
         status progress currentStep attempt errorMessage nextRetryAt result workerType recordedAt
     }
