@@ -49,7 +49,9 @@ def test_submitted_task_is_a_persistent_json_message_with_id_and_first_attempt(
     assert properties.headers["x-attempt"] == 1
     trace = parse_traceparent(properties.headers["traceparent"])
     assert trace is not None
-    assert fetch_task(api.url, task_id)["traceId"] == trace.trace_id
+    task = fetch_task(api.url, task_id)
+    assert task is not None
+    assert task["traceId"] == trace.trace_id
 
 
 def test_submitted_task_is_recorded_queued_with_its_queue_and_payload(

@@ -37,6 +37,13 @@ def published_traceparent(channel: Any, queue: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def trace_id_of(api: TaskApiServer, task_id: str) -> str | None:
+    task = fetch_task(api.url, task_id)
+    assert task is not None
+    trace_id: str | None = task["traceId"]
+    return trace_id
+
+
 def submit(api: TaskApiServer, queue: str, task_id: str, **headers: str) -> dict[str, Any]:
     body = api.graphql(SUBMIT, {"queue": queue, "payload": {}, "id": task_id}, headers=headers)
     assert "errors" not in body, body
@@ -57,7 +64,7 @@ def test_a_submission_without_traceparent_starts_a_trace_on_the_message_and_the_
     trace = parse_traceparent(published_traceparent(rabbit_channel, queue_name))
     assert trace is not None
     assert submitted["traceId"] == trace.trace_id
-    assert fetch_task(api.url, task_id)["traceId"] == trace.trace_id
+    assert trace_id_of(api, task_id) == trace.trace_id
 
 
 def test_a_submission_keeps_the_callers_valid_traceparent(api, rabbit_channel, queue_name, task_id):
@@ -97,7 +104,7 @@ def test_a_report_sets_the_trace_id_of_a_task_that_has_none(api, task_id):
 
     assert "errors" not in body, body
     assert body["data"]["reportTaskProgress"]["traceId"] == CALLER_TRACE_ID
-    assert fetch_task(api.url, task_id)["traceId"] == CALLER_TRACE_ID
+    assert trace_id_of(api, task_id) == CALLER_TRACE_ID
 
 
 def test_a_report_does_not_replace_the_trace_id_a_task_has(
@@ -109,13 +116,13 @@ def test_a_report_does_not_replace_the_trace_id_a_task_has(
     body = report(api, task_id, traceId=other)
 
     assert "errors" not in body, body
-    assert fetch_task(api.url, task_id)["traceId"] == submitted["traceId"] != other
+    assert trace_id_of(api, task_id) == submitted["traceId"] != other
 
 
 def test_a_report_without_trace_id_leaves_it_unset(api, task_id):
     report(api, task_id)
 
-    assert fetch_task(api.url, task_id)["traceId"] is None
+    assert trace_id_of(api, task_id) is None
 
 
 @pytest.mark.parametrize("bad", [CALLER_TRACE_ID.upper(), "0" * 32, "abc", CALLER])
@@ -181,7 +188,8 @@ def create_schema_version_2_with_a_task(dialect: Dialect) -> str:
         stamp = dialect.to_db_time(datetime.now(UTC))
         conn.execute(
             dialect.sql(
-                "INSERT INTO task_api_tasks (id, status, created_at, updated_at) VALUES (?, ?, ?, ?)"
+                "INSERT INTO task_api_tasks (id, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?)"
             ),
             (task_id, "QUEUED", stamp, stamp),
         )
