@@ -46,12 +46,19 @@ def make_tracer(service_name: str) -> Tracer:
     """The OpenTelemetry tracer when an OTLP endpoint is configured, else one that does nothing.
 
     Without ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) no OpenTelemetry
-    module is imported: the SDK is an optional extra of the framework (``otel``).
+    module is imported: the SDK is an optional extra of the framework (``otel``). Raises
+    :class:`SettingsError` when an endpoint is set and the SDK is not installed.
     """
     if not otel_configured():
         return NO_TRACER
-    from worker_framework.otel import OtelTracer
-
+    try:
+        from worker_framework.otel import OtelTracer
+    except ImportError as error:
+        raise SettingsError(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            f"set, but the OpenTelemetry SDK is not installed ({error.name}): install the"
+            " framework with its extra 'otel', or unset the variable",
+        ) from None
     return OtelTracer(service_name)
 
 
@@ -118,7 +125,10 @@ class WorkerApp:
     @contextmanager
     def tracer(self) -> Iterator[Tracer]:
         """The tracer the environment asks for, named after the worker type, flushed at the end."""
-        tracer = make_tracer(self.worker.worker_type())
+        try:
+            tracer = make_tracer(self.worker.worker_type())
+        except SettingsError as error:
+            fail(str(error), code=2)
         try:
             yield tracer
         finally:

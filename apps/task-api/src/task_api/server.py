@@ -18,6 +18,7 @@ from loguru import logger
 from pydantic import ValidationError
 from shared_utils.redaction import redact_url
 from worker_framework.command_context import make_tracer
+from worker_framework.errors import SettingsError
 from worker_framework.logging import redact, register_secret, register_settings_secrets
 
 from task_api.access import TokenConfigError, TokenTable
@@ -169,7 +170,10 @@ def serve() -> None:
         connection_name=f"task-api@{settings.host}:{settings.port}",
     )
     # Spans only with OTEL_EXPORTER_OTLP_ENDPOINT set; else no OpenTelemetry module loads.
-    tracer = make_tracer("task-api")
+    try:
+        tracer = make_tracer("task-api")
+    except SettingsError as error:
+        _refuse(str(error))
     outbox = Outbox(
         store,
         publisher,
