@@ -287,3 +287,24 @@ def test_every_json_log_line_of_a_task_carries_its_trace_id(client, make_setting
     consuming = [line for line in lines if line["message"].startswith("consuming")]
     assert consuming and all("trace_id" not in line for line in consuming)
     assert reply.header("traceparent") == CALLER
+
+
+def test_the_json_log_lines_of_a_dead_lettered_task_carry_its_trace_id(client, make_settings):
+    settings = make_settings()
+    env = {**settings_env(settings), "LOG_FORMAT": "json", "LOG_LEVEL": "DEBUG"}
+    dlq = dead_letter_queue_name(settings.worker_queue)
+    with WorkerProcess("framework_probe_worker:main", "run", env=env) as worker:
+        wait_for(lambda: client.consumer_count(settings.worker_queue) == 1, 30)
+        task_id = client.publish_task(
+            settings.worker_queue, {"fail_permanently": True}, headers={"traceparent": CALLER}
+        )
+        wait_for(lambda: client.message_count(dlq) == 1, 30, message="the dead letter")
+        wait_for(lambda: "progress FAILED" in worker.output(), message="the FAILED line")
+        output = worker.output()
+
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    of_task = [line for line in lines if line.get("task_id") == task_id]
+    messages = [line["message"] for line in of_task]
+    for start in ("progress PROCESSING", "task failed (permanent)", "dead-lettered:"):
+        assert any(message.startswith(start) for message in messages), start
+    assert {line.get("trace_id") for line in of_task} == {CALLER_TRACE.trace_id}

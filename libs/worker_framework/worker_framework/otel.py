@@ -63,6 +63,8 @@ class OtelTracer(Tracer):
             ``OTEL_SERVICE_NAME`` is set.
     """
 
+    records_spans = True
+
     def __init__(self, service_name: str) -> None:
         attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
         self._provider = TracerProvider(resource=Resource.create(attributes))

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from loguru import logger
 from pydantic import BaseModel, ValidationError
 
 from worker_framework.inbound import (
@@ -26,7 +25,7 @@ from worker_framework.inbound import (
     short_text,
     truncate_utf8,
 )
-from worker_framework.logging import redact
+from worker_framework.logging import current_trace_id, redact
 from worker_framework.outcomes import Completed, DeadLettered, Outcome, RetryScheduled
 from worker_framework.progress import ProgressReporter, ProgressUpdate, TaskStatus
 from worker_framework.retry_policy import RetryPolicy
@@ -148,19 +147,22 @@ class TaskRunner:
         """
         if trace is None:
             return self._run(body, attempt, redelivered, message_id, state, None)
-        attributes: dict[str, str | int] = {
-            "messaging.system": "rabbitmq",
-            "messaging.destination.name": self.queue,
-            "worker.type": self.worker_type,
-            "task.attempt": attempt,
-        }
-        with (
-            logger.contextualize(trace_id=trace.trace_id),
-            self.tracer.attempt(trace, f"{self.queue} process", attributes) as span,
-        ):
-            run = self._run(body, attempt, redelivered, message_id, state, trace.trace_id)
-            _describe(span, run)
-        return run
+        token = current_trace_id.set(trace.trace_id)
+        try:
+            if not self.tracer.records_spans:
+                return self._run(body, attempt, redelivered, message_id, state, trace.trace_id)
+            attributes: dict[str, str | int] = {
+                "messaging.system": "rabbitmq",
+                "messaging.destination.name": self.queue,
+                "worker.type": self.worker_type,
+                "task.attempt": attempt,
+            }
+            with self.tracer.attempt(trace, f"{self.queue} process", attributes) as span:
+                run = self._run(body, attempt, redelivered, message_id, state, trace.trace_id)
+                _describe(span, run)
+            return run
+        finally:
+            current_trace_id.reset(token)
 
     def _run(
         self,

@@ -71,7 +71,13 @@ def new_span_id() -> str:
 
 def new_trace() -> TraceContext:
     """A new trace, sampled, with a random parent id."""
-    return TraceContext(f"{random.getrandbits(128) or 1:032x}", new_span_id(), SAMPLED)
+    # One draw for both ids, hex-encoded as bytes (twice as fast as formatting an int): this
+    # runs for every message that comes without a trace.
+    ids = random.randbytes(24).hex()
+    trace_id, parent_id = ids[:32], ids[32:]
+    if trace_id == _ZERO_TRACE_ID or parent_id == _ZERO_SPAN_ID:
+        return new_trace()  # invalid ids, once in 2**64 traces: draw again
+    return TraceContext(trace_id, parent_id, SAMPLED)
 
 
 def continue_trace(trace_id: str | None) -> TraceContext:
@@ -176,6 +182,9 @@ class Tracer:
 
     ``worker_framework.otel.OtelTracer`` exports them with the OpenTelemetry SDK.
     """
+
+    #: Whether spans are recorded at all: callers on a hot path skip the no-op ones.
+    records_spans = False
 
     @contextmanager
     def publish(
