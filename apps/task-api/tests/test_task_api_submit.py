@@ -8,6 +8,7 @@ from typing import Any
 
 from task_api.testing import TaskApiServer, fetch_task, free_port
 from worker_framework.testing import close_broker_connections
+from worker_framework.tracing import parse_traceparent
 
 SUBMIT = """
 mutation Submit($queue: String!, $payload: JSON!, $id: ID) {
@@ -44,7 +45,13 @@ def test_submitted_task_is_a_persistent_json_message_with_id_and_first_attempt(
     assert properties.message_id == task_id
     assert properties.content_type == "application/json"
     assert properties.delivery_mode == 2
-    assert properties.headers == {"x-attempt": 1}
+    assert set(properties.headers) == {"x-attempt", "traceparent"}
+    assert properties.headers["x-attempt"] == 1
+    trace = parse_traceparent(properties.headers["traceparent"])
+    assert trace is not None
+    task = fetch_task(api.url, task_id)
+    assert task is not None
+    assert task["traceId"] == trace.trace_id
 
 
 def test_submitted_task_is_recorded_queued_with_its_queue_and_payload(

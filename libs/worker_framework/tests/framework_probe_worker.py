@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 
+from loguru import logger
 from pydantic import BaseModel
 from worker_framework import BaseWorker, TaskContext, WorkerError, run_worker
 
@@ -32,6 +33,8 @@ class ProbeTask(BaseModel):
     executions_log: str | None = None
     #: Return a result holding bytes that are not UTF-8: it cannot become JSON.
     unserialisable_result: bool = False
+    #: Log this line at INFO through loguru's global logger (not ``ctx.logger``).
+    log_message: str | None = None
 
 
 class ProbeResult(BaseModel):
@@ -57,6 +60,8 @@ class ProbeWorker(BaseWorker[ProbeTask, ProbeResult]):
         """Behave as the task says."""
         if task.started_marker:
             Path(task.started_marker).write_text(str(os.getpid()))
+        if task.log_message:
+            logger.info(task.log_message)
         if task.executions_log:
             with open(task.executions_log, "a") as log:
                 log.write(f"{ctx.attempt}\n")

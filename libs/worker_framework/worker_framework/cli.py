@@ -16,6 +16,7 @@ import json
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import IO, TYPE_CHECKING, Any
 
 import click
@@ -32,6 +33,16 @@ from worker_framework.dlq_commands import dlq
 from worker_framework.errors import TooManyAbandonedThreads, TopologyMismatch
 from worker_framework.progress import LogReporter
 from worker_framework.settings import WorkerSettings
+from worker_framework.tracing import (
+    NO_TRACER,
+    TRACEPARENT_HEADER,
+    TraceContext,
+    Tracer,
+    describe_invalid,
+    new_trace,
+    parse_traceparent,
+    publish_attributes,
+)
 
 if TYPE_CHECKING:
     from worker_framework.broker import BrokerConnection
@@ -50,8 +61,8 @@ def run(app: WorkerApp) -> None:
     from worker_framework.shutdown import SignalHandlers
 
     worker = app.worker
-    with app.reporter() as reporter:
-        consumer, endpoint = observed_consumer(worker, app.settings, reporter)
+    with app.reporter() as reporter, app.tracer() as tracer:
+        consumer, endpoint = observed_consumer(worker, app.settings, reporter, tracer=tracer)
         if endpoint is not None:
             try:
                 endpoint.start()  # before initialize(): a slow start is live, not yet ready
@@ -108,14 +119,35 @@ def run_task(app: WorkerApp, source: IO[bytes]) -> None:
     fail(f"task {outcome.task_id} {kind}: {reason}", code=1)
 
 
+def _traceparent_option(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> TraceContext | None:
+    if value is None:
+        return None
+    trace = parse_traceparent(value)
+    if trace is None:
+        raise click.BadParameter(
+            f"not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>, lowercase): "
+            f"{describe_invalid(value)}"
+        )
+    return trace
+
+
 @click.command(short_help="Publish tasks (a JSON object or JSON lines); print ids.")
 @click.argument("source", type=click.File("rb"), metavar="FILE|-")
+@click.option(
+    "--traceparent",
+    "caller_trace",
+    callback=_traceparent_option,
+    help="W3C trace context to publish the tasks in (default: a new trace per task).",
+)
 @pass_app
-def enqueue(app: WorkerApp, source: IO[bytes]) -> None:
+def enqueue(app: WorkerApp, source: IO[bytes], caller_trace: TraceContext | None) -> None:
     """Publish one task (a JSON object) or many (JSON lines) with confirms; print their ids.
 
-    A task without an ``id`` gets a generated one. A task the broker does not confirm is named
-    on stderr with the reason, and the exit code is 1.
+    A task without an ``id`` gets a generated one. Each message carries a W3C ``traceparent``
+    header. A task the broker does not confirm is named on stderr with the reason, and the
+    exit code is 1.
     """
     from worker_framework.task_runner import describe_validation_error
 
@@ -128,9 +160,14 @@ def enqueue(app: WorkerApp, source: IO[bytes]) -> None:
         except ValidationError as error:
             reason = describe_validation_error(error)
             raise click.UsageError(f"task {number} is invalid: {reason}") from None
-    with app.broker("enqueue") as connection, app.reporter() as reporter:
-        failures = publish_tasks(connection, app.queue, app.settings, tasks)
-        for number, task in enumerate(tasks, start=1):
+    traces = [caller_trace or new_trace() for _ in tasks]
+    with (
+        app.broker("enqueue") as connection,
+        app.reporter() as reporter,
+        app.tracer() as tracer,
+    ):
+        failures = publish_tasks(connection, app.queue, app.settings, tasks, traces, tracer)
+        for number, (task, trace) in enumerate(zip(tasks, traces, strict=True), start=1):
             task_id = str(task["id"])
             if number - 1 in failures:
                 click.echo(
@@ -138,7 +175,7 @@ def enqueue(app: WorkerApp, source: IO[bytes]) -> None:
                 )
                 continue
             click.echo(task_id)
-            reporter.report(app.queued(task_id))
+            reporter.report(app.queued(task_id, trace.trace_id))
     if failures:
         fail(f"{len(failures)} of {len(tasks)} tasks were not enqueued", code=1)
 
@@ -148,22 +185,30 @@ def publish_tasks(
     queue: str,
     settings: WorkerSettings,
     tasks: list[dict[str, Any]],
+    traces: list[TraceContext],
+    tracer: Tracer = NO_TRACER,
 ) -> dict[int, str]:
-    """Declare the worker's queues and publish ``tasks`` to ``queue``.
+    """Declare the worker's queues and publish ``tasks`` to ``queue``, each in its trace.
 
     Many confirms are in flight at once, each checked: returns the tasks the broker did not
-    confirm, by index, with the reason (empty when every one was confirmed).
+    confirm, by index, with the reason (empty when every one was confirmed). Each task's
+    publish span (when ``tracer`` records any) lasts until every confirm is in.
     """
     from worker_framework.broker import OutgoingMessage
     from worker_framework.inbound import ATTEMPT_HEADER
     from worker_framework.topology import declare_topology
 
     declare_topology(connection, queue, settings)
-    messages = [
-        OutgoingMessage(json.dumps(task).encode(), {ATTEMPT_HEADER: 1}, message_id=str(task["id"]))
-        for task in tasks
-    ]
-    return connection.publish_many(queue, messages)
+    with ExitStack() as spans:
+        messages = []
+        for task, trace in zip(tasks, traces, strict=True):
+            span = tracer.publish(trace, f"{queue} publish", publish_attributes(queue))
+            sent = spans.enter_context(span)
+            headers = {ATTEMPT_HEADER: 1, TRACEPARENT_HEADER: sent.traceparent}
+            messages.append(
+                OutgoingMessage(json.dumps(task).encode(), headers, message_id=str(task["id"]))
+            )
+        return connection.publish_many(queue, messages)
 
 
 def _read_tasks(source: IO[bytes]) -> list[dict[str, Any]]:

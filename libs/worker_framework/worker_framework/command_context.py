@@ -22,6 +22,7 @@ from worker_framework.errors import (
 )
 from worker_framework.progress import LogReporter, ProgressReporter, ProgressUpdate, TaskStatus
 from worker_framework.settings import WorkerSettings, load_settings
+from worker_framework.tracing import NO_TRACER, Tracer, otel_configured
 
 if TYPE_CHECKING:
     from worker_framework.broker import BrokerConnection
@@ -39,6 +40,26 @@ def make_reporter(settings: WorkerSettings) -> ProgressReporter:
 
         return GraphQLReporter(settings.graphql_url, settings.graphql_token)
     return LogReporter()
+
+
+def make_tracer(service_name: str) -> Tracer:
+    """The OpenTelemetry tracer when an OTLP endpoint is configured, else one that does nothing.
+
+    Without ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) no OpenTelemetry
+    module is imported: the SDK is an optional extra of the framework (``otel``). Raises
+    :class:`SettingsError` when an endpoint is set and the SDK is not installed.
+    """
+    if not otel_configured():
+        return NO_TRACER
+    try:
+        from worker_framework.otel import OtelTracer
+    except ImportError as error:
+        raise SettingsError(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            f"set, but the OpenTelemetry SDK is not installed ({error.name}): install the"
+            " framework with its extra 'otel', or unset the variable",
+        ) from None
+    return OtelTracer(service_name)
 
 
 class WorkerApp:
@@ -74,9 +95,11 @@ class WorkerApp:
         """The queue this worker consumes."""
         return self.worker.queue_name()
 
-    def queued(self, task_id: str) -> ProgressUpdate:
-        """The QUEUED update for a task just published."""
-        return ProgressUpdate(task_id, self.worker.worker_type(), TaskStatus.QUEUED, attempt=1)
+    def queued(self, task_id: str, trace_id: str | None = None) -> ProgressUpdate:
+        """The QUEUED update for a task just published (in the trace ``trace_id``)."""
+        return ProgressUpdate(
+            task_id, self.worker.worker_type(), TaskStatus.QUEUED, attempt=1, trace_id=trace_id
+        )
 
     @contextmanager
     def broker(self, purpose: str) -> Iterator[BrokerConnection]:
@@ -98,6 +121,18 @@ class WorkerApp:
             fail(str(error), code=1)
         finally:
             connection.close()
+
+    @contextmanager
+    def tracer(self) -> Iterator[Tracer]:
+        """The tracer the environment asks for, named after the worker type, flushed at the end."""
+        try:
+            tracer = make_tracer(self.worker.worker_type())
+        except SettingsError as error:
+            fail(str(error), code=2)
+        try:
+            yield tracer
+        finally:
+            tracer.shutdown()
 
     @contextmanager
     def reporter(self) -> Iterator[ProgressReporter]:

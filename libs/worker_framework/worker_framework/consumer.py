@@ -63,6 +63,7 @@ from worker_framework.task_runner import TaskRun, TaskRunner, run_for
 from worker_framework.task_threads import Job, JobState, TaskThreads
 from worker_framework.time_limit import TimeLimit
 from worker_framework.topology import connect, declare_topology
+from worker_framework.tracing import NO_TRACER, Tracer
 from worker_framework.worker import BaseWorker
 
 #: How long one pass of the I/O loop may block: bounds how fast a stop request or a task time
@@ -85,11 +86,13 @@ class Consumer:
         *,
         connection_name: str | None = None,
         metrics: WorkerMetrics = NO_METRICS,
+        tracer: Tracer = NO_TRACER,
     ) -> None:
         self.settings = settings
         self._metrics = metrics
         self.queue = worker.queue_name()
-        self.runner = TaskRunner(worker, reporter, RetryPolicy.from_settings(settings), self.queue)
+        policy = RetryPolicy.from_settings(settings)
+        self.runner = TaskRunner(worker, reporter, policy, self.queue, tracer)
         self.reporter = reporter
         self.connection_name = connection_name or f"{worker.worker_type()}:{self.queue}"
         self.log = logger.bind(queue=self.queue, worker_type=self.runner.worker_type)
@@ -282,12 +285,17 @@ class Consumer:
                 redelivered=message.redelivered,
                 message_id=message.message_id,
                 state=dict(message.state),
+                trace=message.trace,
             )
         except Exception as error:  # noqa: BLE001 - an unsettled delivery would block the channel
             logger.exception("unexpected error running a task; dead-lettering it")
             outcome = DeadLettered(type(error).__name__, redact(str(error) or type(error).__name__))
             run = run_for(
-                message.body, outcome, attempt=message.attempt, message_id=message.message_id
+                message.body,
+                outcome,
+                attempt=message.attempt,
+                message_id=message.message_id,
+                trace_id=None if message.trace is None else message.trace.trace_id,
             )
         job.finished_at = time.monotonic()
         self._finished.append((job, run))

@@ -58,7 +58,8 @@ def dlq_list(app: WorkerApp, limit: int, as_json: bool) -> None:
 def dlq_replay(app: WorkerApp, ids: tuple[str, ...]) -> None:
     """Move dead letters back to the main queue with attempts reset; print their ids.
 
-    Each copy is confirmed by the broker before its dead letter is removed.
+    Each copy keeps its task's ``traceparent`` (the replay continues the task's trace) and is
+    confirmed by the broker before its dead letter is removed.
     """
     from worker_framework.inbound import normalise
     from worker_framework.outcomes import replay_message
@@ -82,7 +83,7 @@ def dlq_replay(app: WorkerApp, ids: tuple[str, ...]) -> None:
             connection.ack(delivery)
             replayed += 1
             click.echo(task_id)
-            reporter.report(app.queued(task_id))
+            reporter.report(app.queued(task_id, message.trace and message.trace.trace_id))
         connection.release_unacked()
     click.echo(f"replayed {replayed} dead letters to {app.queue}", err=True)
 

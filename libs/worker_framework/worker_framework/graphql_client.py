@@ -87,6 +87,8 @@ def to_input(update: ProgressUpdate) -> dict[str, Any]:
         values["nextRetryAt"] = update.next_retry_at.isoformat()
     if update.result is not None:
         values["result"] = update.result
+    if update.trace_id is not None:
+        values["traceId"] = update.trace_id
     return values
 
 

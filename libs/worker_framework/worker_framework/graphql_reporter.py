@@ -139,7 +139,7 @@ class GraphQLReporter(ProgressReporter):
             update, size = self._queue.measure(update)
             with self._lock:
                 if self._closing:
-                    logger.bind(task_id=update.task_id).debug(
+                    logger.bind(task_id=update.task_id, trace_id=update.trace_id).debug(
                         "progress reporter closed; update {} not sent", update.status.value
                     )
                     return

@@ -19,6 +19,9 @@ The rules (also in the framework README, "Trust model"):
   nesting too deep, headers past the :data:`MAX_CARRIED_HEADERS_BYTES` budget); long strings
   are cut to :data:`MAX_HEADER_VALUE_BYTES`. Each change is described in :attr:`notes`, which
   the dead letter carries in ``x-dropped-headers``.
+- ``traceparent``: a valid W3C trace context becomes :attr:`InboundMessage.trace`; absent or
+  invalid (any other type, wrong length, uppercase, zero ids, version ``ff``), a new trace is
+  started, and an invalid value is noted (bounded and escaped, see :mod:`.tracing`).
 - The body stays bytes, untouched: copies carry it byte for byte.
 """
 
@@ -34,6 +37,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from worker_framework.broker import UNDECODABLE_HEADERS, Delivery
+from worker_framework.tracing import TraceContext, new_trace, trace_from_headers
 
 ATTEMPT_HEADER = "x-attempt"
 #: ``ctx.state`` of the previous attempt, as a JSON object (see ``TaskContext``).
@@ -73,8 +77,9 @@ class InboundMessage(NamedTuple):
     Immutable. ``headers`` are the producer's headers that copies carry: encodable, within
     budget, without ``x-attempt`` and the broker's dead-lettering headers. ``notes`` say what was
     dropped or rewritten, for the dead letter's ``x-dropped-headers``. ``state`` is the previous
-    attempt's ``ctx.state``. (A named tuple rather than a frozen dataclass: built for every
-    delivery on the I/O thread, it costs a third as much.)
+    attempt's ``ctx.state``; ``trace`` the task's trace context (see :mod:`.tracing`: None
+    only for a message built by hand). (A named tuple rather than a frozen dataclass: built for
+    every delivery on the I/O thread, it costs a third as much.)
     """
 
     body: bytes
@@ -87,6 +92,7 @@ class InboundMessage(NamedTuple):
     headers: Mapping[str, Any] = _EMPTY
     notes: tuple[str, ...] = ()
     state: Mapping[str, Any] = _EMPTY
+    trace: TraceContext | None = None
 
 
 def normalise(delivery: Delivery) -> InboundMessage:
@@ -99,8 +105,12 @@ def normalise(delivery: Delivery) -> InboundMessage:
         if len(raw_headers) > 1 or (raw_headers and ATTEMPT_HEADER not in raw_headers):
             headers: Mapping[str, Any] = _carried(raw_headers, notes)
             state: Mapping[str, Any] = _state_from(raw_headers.get(TASK_STATE_HEADER))
+            trace, trace_note = trace_from_headers(raw_headers)
+            if trace_note is not None:
+                notes.append(trace_note)
         else:
             headers = state = _EMPTY
+            trace = new_trace()
         return InboundMessage(
             body,
             attempt_from(raw_headers.get(ATTEMPT_HEADER)),
@@ -112,12 +122,14 @@ def normalise(delivery: Delivery) -> InboundMessage:
             headers,
             tuple(notes),
             state,
+            trace,
         )
     except Exception as error:  # noqa: BLE001 - the boundary must hand on something settleable
         return InboundMessage(
             body=body,
             redelivered=delivery.redelivered is True,
             notes=(f"all headers and properties dropped: unreadable ({type(error).__name__})",),
+            trace=new_trace(),
         )
 
 

@@ -1,8 +1,11 @@
 """One logging setup for every worker: loguru, text or JSON lines, secrets redacted.
 
-Every line about a task carries ``worker_type``, ``queue``, ``task_id`` and ``attempt`` (bound
-with ``logger.bind``). Redaction runs on the fully formatted line, tracebacks included, so a
-password in an AMQP URL or a bearer token cannot leak through an exception message either.
+Every line about a task carries ``worker_type``, ``queue``, ``task_id``, ``attempt`` and
+``trace_id`` (bound with ``logger.bind``; ``trace_id`` is also added to every line written while
+a task runs, the app's own through loguru's global ``logger`` included: see
+:data:`current_trace_id`). Redaction runs on the
+fully formatted line, tracebacks included, so a password in an AMQP URL or a bearer token cannot
+leak through an exception message either.
 Records from the standard ``logging`` module (pika uses it) are routed through the same sink.
 """
 
@@ -14,6 +17,7 @@ import re
 import sys
 import threading
 import traceback
+from contextvars import ContextVar
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -58,8 +62,14 @@ _secrets_lock = threading.Lock()
 #: regular expressions entirely, which matters when every task writes log lines.
 _PATTERN_HINTS = ("://", "bearer", "token", "passw", "secret")
 
+#: The trace id of the task running in this context (its worker thread), set by the task
+#: runner: the patcher installed by :func:`configure_logging` adds it to every line written
+#: meanwhile. A context variable and a patcher rather than ``logger.contextualize``: setting
+#: one costs a tenth as much, on every task, and the patcher runs only for lines written.
+current_trace_id: ContextVar[str | None] = ContextVar("worker_trace_id", default=None)
+
 #: Context keys shown on every task line, in this order.
-CONTEXT_KEYS = ("worker_type", "queue", "task_id", "attempt")
+CONTEXT_KEYS = ("worker_type", "queue", "task_id", "attempt", "trace_id")
 
 
 def register_secret(value: str | None) -> None:
@@ -99,6 +109,12 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, _REDACTED)
     return text
+
+
+def _add_trace_id(record: Record) -> None:
+    trace_id = current_trace_id.get()
+    if trace_id is not None:
+        record["extra"].setdefault("trace_id", trace_id)
 
 
 def _exception_text(record: Record) -> str:
@@ -171,6 +187,7 @@ def configure_logging(settings: WorkerSettings, stream: TextIO | None = None) ->
     register_settings_secrets(settings)
     _minimum_level[0] = _LEVEL_NUMBERS[settings.log_level]
     logger.remove()
+    logger.configure(patcher=_add_trace_id)
     # diagnose=False: loguru's variable dump in tracebacks would print secrets verbatim.
     logger.add(
         _RedactingSink(stream, settings.log_format == "json"),

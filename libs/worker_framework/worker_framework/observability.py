@@ -13,6 +13,7 @@ from worker_framework.consumer import Consumer
 from worker_framework.health_http import MetricsServer
 from worker_framework.progress import ProgressReporter
 from worker_framework.settings import WorkerSettings
+from worker_framework.tracing import NO_TRACER, Tracer
 from worker_framework.worker import BaseWorker
 
 
@@ -22,17 +23,26 @@ def observed_consumer(
     reporter: ProgressReporter,
     *,
     connection_name: str | None = None,
+    tracer: Tracer = NO_TRACER,
 ) -> tuple[Consumer, MetricsServer | None]:
     """The consumer of ``worker``, and (when a port is set) its endpoint, not yet started."""
     if settings.worker_metrics_port is None:
-        return Consumer(worker, settings, reporter, connection_name=connection_name), None
+        consumer = Consumer(
+            worker, settings, reporter, connection_name=connection_name, tracer=tracer
+        )
+        return consumer, None
     from worker_framework.prometheus_metrics import PrometheusWorkerMetrics
 
     metrics = PrometheusWorkerMetrics(
         worker.queue_name(), worker.worker_type(), app_version=type(worker).version
     )
     consumer = Consumer(
-        worker, settings, reporter, connection_name=connection_name, metrics=metrics
+        worker,
+        settings,
+        reporter,
+        connection_name=connection_name,
+        metrics=metrics,
+        tracer=tracer,
     )
     metrics.watch(consumer.tasks_in_flight, reporter)
     server = MetricsServer(

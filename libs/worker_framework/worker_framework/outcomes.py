@@ -2,8 +2,9 @@
 
 ``Completed`` (reply to ``reply_to`` when asked), ``RetryScheduled`` (a delayed copy with
 ``x-attempt`` + 1) or ``DeadLettered`` (a copy in ``Q.dlq`` with the reason in headers and the
-original body byte for byte). The consumer acknowledges a delivery only after the message its
-outcome calls for is confirmed by the broker.
+original body byte for byte). Every copy carries the task's ``traceparent`` (the one it came
+with, or the new trace started for it: see :mod:`.tracing`). The consumer acknowledges a
+delivery only after the message its outcome calls for is confirmed by the broker.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from worker_framework.inbound import (
     attempt_from,
     truncate_utf8,
 )
+from worker_framework.tracing import TRACEPARENT_HEADER
 
 ERROR_TYPE_HEADER = "x-error-type"
 ERROR_MESSAGE_HEADER = "x-error-message"
@@ -95,10 +97,19 @@ def _notes_header(message: InboundMessage, extra: tuple[str, ...] = ()) -> str |
     return "; ".join(parts)[:MAX_NOTES_CHARS] if parts else None
 
 
+def _traced(message: InboundMessage, headers: dict[str, Any]) -> dict[str, Any]:
+    """``headers`` with the task's ``traceparent``: a retry or a replay continues its trace."""
+    if message.trace is not None:
+        headers[TRACEPARENT_HEADER] = message.trace.traceparent
+    return headers
+
+
 def _copy_of(
     message: InboundMessage, headers: dict[str, Any], expiration_ms: int | None = None
 ) -> OutgoingMessage:
-    """``message``'s body byte for byte and its (normalised) properties, with ``headers``."""
+    """``message``'s body byte for byte and its (normalised) properties, with ``headers`` and
+    the task's ``traceparent``."""
+    _traced(message, headers)
     return OutgoingMessage(
         body=message.body,
         headers=headers,
@@ -169,6 +180,7 @@ def minimal_dead_letter(
     """
     headers = _failure_headers(error_type, error_message, message.attempt)
     headers[DROPPED_HEADERS_HEADER] = "all producer headers and properties but message_id"
+    _traced(message, headers)
     return OutgoingMessage(
         body=message.body, headers=headers, message_id=message.message_id, content_type=None
     )
@@ -189,7 +201,7 @@ def reply_message(message: InboundMessage, outcome: Completed) -> OutgoingMessag
     """The result sent to the ``reply_to`` queue, correlated with the request."""
     return OutgoingMessage(
         body=outcome.result_json,
-        headers={ATTEMPT_HEADER: message.attempt},
+        headers=_traced(message, {ATTEMPT_HEADER: message.attempt}),
         message_id=message.message_id,
         correlation_id=message.correlation_id or message.message_id,
     )

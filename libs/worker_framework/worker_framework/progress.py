@@ -32,7 +32,8 @@ class TaskStatus(str, enum.Enum):
 
 @dataclass(frozen=True)
 class ProgressUpdate:
-    """One status change of one task (``next_retry_at`` is timezone-aware UTC)."""
+    """One status change of one task (``next_retry_at`` is timezone-aware UTC; ``trace_id`` the
+    task's W3C trace id, 32 hex digits)."""
 
     task_id: str
     worker_type: str
@@ -43,6 +44,7 @@ class ProgressUpdate:
     error_message: str | None = None
     next_retry_at: datetime | None = None
     result: dict[str, Any] | None = None
+    trace_id: str | None = None
 
 
 class ProgressReporter(abc.ABC):
@@ -88,9 +90,12 @@ class LogReporter(ProgressReporter):
             details.append(f"next_retry_at={update.next_retry_at.isoformat()}")
         if update.error_message:
             details.append(f"error={update.error_message}")
-        logger.bind(
+        log = logger.bind(
             task_id=update.task_id, worker_type=update.worker_type, attempt=update.attempt
-        ).log(level, "progress " + " ".join(details))
+        )
+        if update.trace_id is not None:
+            log = log.bind(trace_id=update.trace_id)
+        log.log(level, "progress " + " ".join(details))
 
     def close(self, timeout_s: float) -> None:
         """Nothing is buffered."""

@@ -298,7 +298,7 @@ class Settlement:
     def task_log(self, run: TaskRun) -> Logger:
         """The log bound to ``run``'s task id and attempt."""
         # Bound only where a line is written: most settlements log nothing (the hot path).
-        return self.log.bind(task_id=run.task_id, attempt=run.attempt)
+        return self.log.bind(task_id=run.task_id, attempt=run.attempt, trace_id=run.trace_id)
 
     def _report_final(self, run: TaskRun) -> None:
         try:

@@ -4,6 +4,9 @@ Knows nothing about RabbitMQ: the consumer feeds it deliveries from worker threa
 ``run-task`` feeds it a file. Undecodable JSON (nested too deeply included) and bodies that fail
 ``TaskT`` validation are permanent failures; any other exception is transient unless
 ``is_permanent_error`` says so.
+
+With a trace context (from the message), every line logged while the task runs carries its
+``trace_id``, and the attempt is one span of the :class:`~worker_framework.tracing.Tracer`.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from worker_framework.inbound import (
     short_text,
     truncate_utf8,
 )
-from worker_framework.logging import redact
+from worker_framework.logging import current_trace_id, redact
 from worker_framework.outcomes import Completed, DeadLettered, Outcome, RetryScheduled
 from worker_framework.progress import ProgressReporter, ProgressUpdate, TaskStatus
 from worker_framework.retry_policy import RetryPolicy
+from worker_framework.tracing import NO_TRACER, Span, TraceContext, Tracer
 from worker_framework.worker import BaseWorker, TaskContext
 
 #: The task id shown for a message that names no task (neither a body ``id`` nor a message id).
@@ -41,12 +45,14 @@ class TaskRun:
 
     ``identified`` is False when the message names no task (``task_id`` is then
     :data:`UNKNOWN_TASK_ID`): no progress is reported for it, the dead letter holds the reason.
+    ``trace_id`` is the task's trace id, when it came with a trace context.
     """
 
     task_id: str
     attempt: int
     outcome: Outcome
     identified: bool = True
+    trace_id: str | None = None
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -66,11 +72,20 @@ def task_id_from(body: bytes, fallback: Any) -> str:
     return _task_id_of(_decoded_or_none(body), short_text(fallback)) or UNKNOWN_TASK_ID
 
 
-def run_for(body: bytes, outcome: Outcome, *, attempt: int, message_id: str | None) -> TaskRun:
+def run_for(
+    body: bytes,
+    outcome: Outcome,
+    *,
+    attempt: int,
+    message_id: str | None,
+    trace_id: str | None = None,
+) -> TaskRun:
     """A run whose ``outcome`` was decided outside :meth:`TaskRunner.run` (a time limit, an
     unexpected error), named after the body's ``id`` or the message id when there is one."""
     task_id = _task_id_of(_decoded_or_none(body), message_id)
-    return TaskRun(task_id or UNKNOWN_TASK_ID, attempt, outcome, identified=task_id is not None)
+    return TaskRun(
+        task_id or UNKNOWN_TASK_ID, attempt, outcome, task_id is not None, trace_id=trace_id
+    )
 
 
 def _decoded_or_none(body: bytes) -> Any:
@@ -92,7 +107,10 @@ def _task_id_of(data: Any, fallback: str | None) -> str | None:
 
 
 class TaskRunner:
-    """Runs tasks for one worker instance; safe to call from several threads at once."""
+    """Runs tasks for one worker instance; safe to call from several threads at once.
+
+    ``tracer`` gets a span per attempt at a task that came with a trace context (default: none).
+    """
 
     def __init__(
         self,
@@ -100,11 +118,13 @@ class TaskRunner:
         reporter: ProgressReporter,
         policy: RetryPolicy,
         queue: str,
+        tracer: Tracer = NO_TRACER,
     ) -> None:
         self.worker = worker
         self.reporter = reporter
         self.policy = policy
         self.queue = queue
+        self.tracer = tracer
         self.worker_type = worker.worker_type()
         self._task_model: type[BaseModel] = type(worker).task_model()
         self._result_model: type[BaseModel] = type(worker).result_model()
@@ -117,32 +137,65 @@ class TaskRunner:
         redelivered: bool,
         message_id: str | None = None,
         state: dict[str, Any] | None = None,
+        trace: TraceContext | None = None,
     ) -> TaskRun:
         """Decode and execute one task; never raises.
 
-        ``state`` is what an earlier attempt saved in ``ctx.state`` (see :class:`TaskContext`).
+        ``state`` is what an earlier attempt saved in ``ctx.state`` (see :class:`TaskContext`);
+        ``trace`` the trace context the task came with (its id is bound to every log line of
+        the attempt, and the tracer makes a span of it).
         """
+        if trace is None:
+            return self._run(body, attempt, redelivered, message_id, state, None)
+        token = current_trace_id.set(trace.trace_id)
+        try:
+            if not self.tracer.records_spans:
+                return self._run(body, attempt, redelivered, message_id, state, trace.trace_id)
+            attributes: dict[str, str | int] = {
+                "messaging.system": "rabbitmq",
+                "messaging.destination.name": self.queue,
+                "worker.type": self.worker_type,
+                "task.attempt": attempt,
+            }
+            with self.tracer.attempt(trace, f"{self.queue} process", attributes) as span:
+                run = self._run(body, attempt, redelivered, message_id, state, trace.trace_id)
+                _describe(span, run)
+            return run
+        finally:
+            current_trace_id.reset(token)
+
+    def _run(
+        self,
+        body: bytes,
+        attempt: int,
+        redelivered: bool,
+        message_id: str | None,
+        state: dict[str, Any] | None,
+        trace_id: str | None,
+    ) -> TaskRun:
         try:
             data = json.loads(body)
         except RecursionError:
             return _undecodable(
-                message_id, attempt, "body is not valid JSON: nested too deeply to decode"
+                message_id, attempt, "body is not valid JSON: nested too deeply to decode", trace_id
             )
         except ValueError as error:
-            return _undecodable(message_id, attempt, f"body is not valid JSON: {error}")
+            return _undecodable(message_id, attempt, f"body is not valid JSON: {error}", trace_id)
         named = _task_id_of(data, message_id)
         task_id = named or UNKNOWN_TASK_ID
         identified = named is not None
         if not isinstance(data, dict):
             outcome: Outcome = DeadLettered("ValidationError", "body must be a JSON object")
-            return TaskRun(task_id, attempt, outcome, identified)
+            return TaskRun(task_id, attempt, outcome, identified, trace_id)
         try:
             task = self._task_model.model_validate(data)
         except ValidationError as error:
             outcome = DeadLettered("ValidationError", describe_validation_error(error))
-            return TaskRun(task_id, attempt, outcome, identified)
-        outcome = self._execute(task, task_id, attempt, redelivered, identified, state or {})
-        return TaskRun(task_id, attempt, outcome, identified)
+            return TaskRun(task_id, attempt, outcome, identified, trace_id)
+        outcome = self._execute(
+            task, task_id, attempt, redelivered, identified, state or {}, trace_id
+        )
+        return TaskRun(task_id, attempt, outcome, identified, trace_id)
 
     def _execute(
         self,
@@ -152,6 +205,7 @@ class TaskRunner:
         redelivered: bool,
         identified: bool,
         state: dict[str, Any],
+        trace_id: str | None,
     ) -> Outcome:
         # A task nobody can name gets no progress updates: they would create a phantom task.
         reporter = self.reporter if identified else _SILENT
@@ -163,6 +217,7 @@ class TaskRunner:
             worker_type=self.worker_type,
             reporter=reporter,
             state=dict(state),
+            trace_id=trace_id,
         )
         try:
             step = self.worker.initial_step(task)
@@ -176,6 +231,7 @@ class TaskRunner:
                 attempt=attempt,
                 progress=0,
                 current_step=step,
+                trace_id=trace_id,
             )
         )
         try:
@@ -244,6 +300,7 @@ class TaskRunner:
             "task_id": run.task_id,
             "worker_type": self.worker_type,
             "attempt": run.attempt,
+            "trace_id": run.trace_id,
         }
         if isinstance(outcome, Completed):
             return ProgressUpdate(
@@ -293,6 +350,21 @@ class _SilentReporter(ProgressReporter):
 _SILENT = _SilentReporter()
 
 
-def _undecodable(message_id: str | None, attempt: int, reason: str) -> TaskRun:
+def _undecodable(
+    message_id: str | None, attempt: int, reason: str, trace_id: str | None
+) -> TaskRun:
     outcome = DeadLettered("InvalidJSON", reason)
-    return TaskRun(message_id or UNKNOWN_TASK_ID, attempt, outcome, identified=bool(message_id))
+    return TaskRun(message_id or UNKNOWN_TASK_ID, attempt, outcome, bool(message_id), trace_id)
+
+
+#: ``task.outcome`` of an attempt's span, as the metrics name outcomes.
+_OUTCOME_NAMES = {Completed: "completed", RetryScheduled: "retry_scheduled"}
+
+
+def _describe(span: Span, run: TaskRun) -> None:
+    """Attach the attempt's task id and outcome to its span; a failure is an error status."""
+    span.set_attribute("task.id", run.task_id)
+    outcome = run.outcome
+    span.set_attribute("task.outcome", _OUTCOME_NAMES.get(type(outcome), "dead_lettered"))
+    if not isinstance(outcome, Completed):
+        span.set_error(outcome.error_type)

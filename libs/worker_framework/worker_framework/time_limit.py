@@ -107,5 +107,11 @@ class TimeLimit:
         )
         self._settlement.settle(
             job,
-            run_for(message.body, outcome, attempt=message.attempt, message_id=message.message_id),
+            run_for(
+                message.body,
+                outcome,
+                attempt=message.attempt,
+                message_id=message.message_id,
+                trace_id=None if message.trace is None else message.trace.trace_id,
+            ),
         )

@@ -44,7 +44,8 @@ class TaskContext:
 
     Attributes: ``task_id`` (the body's ``id``), ``attempt`` (1 on the first delivery),
     ``redelivered`` (RabbitMQ's flag: a previous delivery of this very message may have run,
-    so make side effects idempotent), ``queue``, and ``logger`` (loguru, bound to all of them).
+    so make side effects idempotent), ``queue``, ``trace_id`` (the task's W3C trace id, 32 hex
+    digits; None under ``run-task``), and ``logger`` (loguru, bound to all of them).
 
     ``state`` is a JSON object carried from one attempt to the next: what a failed attempt
     leaves in it (say, which side effects already happened) the retry finds there. It travels
@@ -62,8 +63,10 @@ class TaskContext:
         worker_type: str,
         reporter: ProgressReporter,
         state: dict[str, Any] | None = None,
+        trace_id: str | None = None,
     ) -> None:
         self.task_id = task_id
+        self.trace_id = trace_id
         self.state: dict[str, Any] = state if state is not None else {}
         self.attempt = attempt
         self.redelivered = redelivered
@@ -74,7 +77,7 @@ class TaskContext:
 
     @property
     def logger(self) -> Logger:
-        """A loguru logger bound to the task id, attempt, queue and worker type."""
+        """A loguru logger bound to the task id, attempt, queue, worker type and trace id."""
         # Bound on first use: most tasks never log, and binding costs on the hot path.
         if self._logger is None:
             self._logger = logger.bind(
@@ -82,6 +85,7 @@ class TaskContext:
                 attempt=self.attempt,
                 queue=self.queue,
                 worker_type=self.worker_type,
+                **({} if self.trace_id is None else {"trace_id": self.trace_id}),
             )
         return self._logger
 
@@ -95,6 +99,7 @@ class TaskContext:
                 attempt=self.attempt,
                 progress=max(0, min(100, int(percent))),
                 current_step=step,
+                trace_id=self.trace_id,
             )
         )
 

@@ -310,7 +310,14 @@ class TaskApiApp:
         except BadRequest as error:
             await _send_error(send, error.status, str(error), error.code)
             return {(OTHER, outcome_of_status(error.status)): 1}
-        context = replace(self._context, grants=grants, progress=request.progress)
+        # The caller's trace context, for submitTask (checked there: any text may come).
+        traceparent = dict(scope["headers"]).get(b"traceparent")
+        context = replace(
+            self._context,
+            grants=grants,
+            progress=request.progress,
+            traceparent=None if traceparent is None else traceparent.decode("latin-1"),
+        )
         execute = functools.partial(self._execute, request, context)
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._executor, execute)

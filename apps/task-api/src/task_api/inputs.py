@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from graphql import GraphQLError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
+from worker_framework.tracing import is_trace_id
 
 from task_api.records import ProgressReport, Status
 
@@ -39,6 +40,14 @@ class ProgressInputModel(_CamelModel):
     error_message: str | None = Field(default=None, max_length=MAX_ERROR_LENGTH)
     next_retry_at: datetime | None = None
     result: Any = None
+    trace_id: str | None = None
+
+    @field_validator("trace_id")
+    @classmethod
+    def _trace_id(cls, value: str | None) -> str | None:
+        if value is not None and not is_trace_id(value):
+            raise ValueError("a W3C trace id is 32 lowercase hex digits, not all zero")
+        return value
 
     @field_validator("next_retry_at")
     @classmethod
@@ -60,6 +69,7 @@ class ProgressInputModel(_CamelModel):
             error_message=self.error_message,
             next_retry_at=self.next_retry_at,
             result=self.result,
+            trace_id=self.trace_id,
         )
 
 

@@ -13,7 +13,7 @@ import click
     " TASK_API_MAX_QUERY_BYTES, TASK_API_MAX_DEPTH, TASK_API_MAX_ALIASES, TASK_API_MAX_TOKENS,"
     " TASK_API_MAX_JSON_DEPTH,"
     " TASK_API_DOCUMENT_CACHE_BYTES, TASK_API_OUTBOX_SWEEP_S, TASK_API_OUTBOX_LEASE_S,"
-    " TASK_API_LOG_LEVEL, AMQP_URL.",
+    " TASK_API_LOG_LEVEL, AMQP_URL, OTEL_EXPORTER_OTLP_ENDPOINT (spans; optional).",
 )
 def cli() -> None:
     """Serve the GraphQL API (POST /graphql), the task page (GET /) and metrics (GET /metrics)."""

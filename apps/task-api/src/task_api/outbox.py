@@ -14,6 +14,9 @@ the row published once RabbitMQ confirms. Whatever happens in between is recover
 The edge this leaves, by design: a publish that reached RabbitMQ but whose confirm was lost
 (the connection died, the process died) is published again, with the same ``message_id``.
 That is at-least-once delivery; workers are idempotent by task id.
+
+Every message carries the task's W3C ``traceparent``: the trace id is recorded with the row,
+so a republished message (by a resubmission or the sweep) stays in the task's trace.
 """
 
 from __future__ import annotations
@@ -27,6 +30,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loguru import logger
+from worker_framework.tracing import (
+    NO_TRACER,
+    TraceContext,
+    Tracer,
+    continue_trace,
+    new_trace,
+    publish_attributes,
+)
 
 from task_api.metrics import TaskApiMetrics, is_database_error
 from task_api.publisher import PublishError, PublishRefused, TaskPublisher
@@ -60,7 +71,10 @@ class OutboxTiming:
 
 
 class Outbox:
-    """Records submissions and publishes them exactly once from the caller's point of view."""
+    """Records submissions and publishes them exactly once from the caller's point of view.
+
+    ``tracer`` gets a span per publish (default: none).
+    """
 
     def __init__(
         self,
@@ -68,23 +82,33 @@ class Outbox:
         publisher: TaskPublisher,
         timing: OutboxTiming,
         metrics: TaskApiMetrics,
+        tracer: Tracer = NO_TRACER,
     ) -> None:
         self._store = store
         self._publisher = publisher
         self._timing = timing
         self._metrics = metrics
+        self._tracer = tracer
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
 
-    def submit(self, task_id: str, queue: str, body: dict[str, Any]) -> TaskState:
+    def submit(
+        self, task_id: str, queue: str, body: dict[str, Any], trace: TraceContext | None = None
+    ) -> TaskState:
         """Record the task and publish it, or publish an earlier unpublished record of it.
 
-        Returns the task's state. Raises :class:`SubmissionNotQueued` when it could not be
-        published now.
+        ``trace`` is the caller's trace context (a new trace when None). Returns the task's
+        state. Raises :class:`SubmissionNotQueued` when it could not be published now.
         """
         now = time.time()
+        trace = trace or new_trace()
         state, created = self._store.record_submission(
-            task_id, queue, body, datetime.fromtimestamp(now, UTC), lease_until=self._lease(now)
+            task_id,
+            queue,
+            body,
+            datetime.fromtimestamp(now, UTC),
+            lease_until=self._lease(now),
+            trace_id=trace.trace_id,
         )
         if not created:
             if state.published:
@@ -97,17 +121,26 @@ class Outbox:
             state = claimed
         if _crash_before_publish:
             os.kill(os.getpid(), signal.SIGKILL)
-        self._publish(state)
+        self._publish(state, trace)
         return state
 
     def _lease(self, now: float) -> float:
         return now + self._timing.lease_s
 
-    def _publish(self, state: TaskState) -> None:
-        """Publish a row this process holds the lease on, then mark it published."""
+    def _publish(self, state: TaskState, caller: TraceContext | None = None) -> None:
+        """Publish a row this process holds the lease on, then mark it published.
+
+        The message is in the row's trace: sent by ``caller``'s span when the caller is in that
+        trace (a submission), else by a new span of it (the sweep, an older submission).
+        """
         assert state.queue is not None
+        trace = caller if caller and caller.trace_id == state.trace_id else None
+        trace = trace or continue_trace(state.trace_id)
         try:
-            self._publisher.publish(state.queue, state.id, state.payload)
+            with self._tracer.publish(
+                trace, f"{state.queue} publish", publish_attributes(state.queue)
+            ) as sent:
+                self._publisher.publish(state.queue, state.id, state.payload, sent.traceparent)
         except PublishRefused as error:
             self._metrics.submission_publish_failed()
             # RabbitMQ said it did not queue it: nothing to recover later, nothing kept.

@@ -22,7 +22,7 @@ progress { width: 10rem; }
 def render_page(tasks: list[TaskState]) -> str:
     """The whole page; every value from the database is HTML-escaped."""
     rows = "\n".join(_row(task) for task in tasks) or (
-        '<tr><td colspan="7">No tasks yet.</td></tr>'
+        '<tr><td colspan="8">No tasks yet.</td></tr>'
     )
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -38,7 +38,7 @@ def render_page(tasks: list[TaskState]) -> str:
 <a href="/graphql"><code>/graphql</code></a>.</p>
 <table>
 <thead><tr><th>Task</th><th>Queue</th><th>Worker</th><th>Status</th><th>Progress</th>
-<th>Step / error</th><th>Updated (UTC)</th></tr></thead>
+<th>Step / error</th><th>Updated (UTC)</th><th>Trace</th></tr></thead>
 <tbody>
 {rows}
 </tbody>
@@ -61,5 +61,6 @@ def _row(task: TaskState) -> str:
         f" {task.progress}%</td>"
         f"<td>{escape(detail or '')}</td>"
         f"<td>{task.updated_at.strftime('%Y-%m-%d %H:%M:%S')}</td>"
+        f"<td><code>{escape(task.trace_id or '')}</code></td>"
         "</tr>"
     )

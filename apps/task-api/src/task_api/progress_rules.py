@@ -55,6 +55,8 @@ def apply_report(current: TaskState, report: ProgressReport, now: datetime) -> T
         next_retry_at=report.next_retry_at,
         result=report.result,
         updated_at=now,
+        # The trace of the task's messages stays; a report only fills it in when unknown.
+        trace_id=current.trace_id or report.trace_id,
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from loguru import logger
 from worker_framework.broker import BrokerConnection, OutgoingMessage
 from worker_framework.errors import BrokerUnavailable, PublishFailed
+from worker_framework.tracing import TRACEPARENT_HEADER
 
 
 class PublishError(Exception):
@@ -34,10 +35,10 @@ class TaskPublisher:
     """Publishes task messages the way the framework's consumers expect them.
 
     Persistent delivery, ``message_id`` = task id, ``content_type`` ``application/json``,
-    header ``x-attempt`` = 1, ``mandatory`` so that a missing queue is an error rather than
-    a silent drop, and a publisher confirm before returning. The queue is not declared here:
-    its arguments (type, dead-lettering) belong to the worker that consumes it, and declaring
-    it with different ones would fail with PRECONDITION_FAILED.
+    headers ``x-attempt`` = 1 and ``traceparent``, ``mandatory`` so that a missing queue is an
+    error rather than a silent drop, and a publisher confirm before returning. The queue is not
+    declared here: its arguments (type, dead-lettering) belong to the worker that consumes it,
+    and declaring it with different ones would fail with PRECONDITION_FAILED.
 
     ``amqp_urls`` are tried in order, like a worker's ``AMQP_URL`` nodes. One connection,
     used under a lock: a connection is not thread-safe and requests run on several threads.
@@ -64,8 +65,11 @@ class TaskPublisher:
         if connection is not None:
             connection.close()
 
-    def publish(self, queue: str, task_id: str, payload: dict[str, Any]) -> None:
-        """Publish ``payload`` to ``queue`` and wait for the broker's confirm.
+    def publish(
+        self, queue: str, task_id: str, payload: dict[str, Any], traceparent: str | None = None
+    ) -> None:
+        """Publish ``payload`` to ``queue`` (in the W3C trace context ``traceparent``) and wait
+        for the broker's confirm.
 
         Raises :class:`PublishRefused` when the broker refused the task, and
         :class:`PublishError` when it may not have been queued. A connection found dead is
@@ -73,9 +77,12 @@ class TaskPublisher:
         the connection died, the task is queued twice with the same ``message_id`` (workers
         are idempotent by task id).
         """
+        headers: dict[str, Any] = {"x-attempt": 1}
+        if traceparent is not None:
+            headers[TRACEPARENT_HEADER] = traceparent
         message = OutgoingMessage(
             body=json.dumps(payload).encode(),
-            headers={"x-attempt": 1},
+            headers=headers,
             message_id=task_id,
             content_type="application/json",
         )

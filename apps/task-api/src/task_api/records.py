@@ -25,6 +25,8 @@ class ProgressReport:
     error_message: str | None = None
     next_retry_at: datetime | None = None
     result: Any = None
+    #: The task's W3C trace id (32 hex digits), when the worker sent one.
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class TaskState:
     seq: int = 0
     #: False while a submitted task waits in the outbox for RabbitMQ's confirm.
     published: bool = True
+    #: The W3C trace id of the task's messages: set at submission, or by the first report
+    #: that carries one.
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from strawberry.extensions.max_aliases import create_validator as max_aliases_ru
 from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext, Info
+from worker_framework.tracing import new_trace, parse_traceparent
 
 from task_api.access import EVERYTHING, READ, READ_PAYLOAD, REPORT, SUBMIT, Grants, forbidden
 from task_api.document_cache import CachedDocuments, DocumentCache
@@ -36,14 +37,16 @@ _CURSOR_PREFIX = "task:"
 class ApiContext:
     """What every resolver needs, handed to strawberry as the execution context.
 
-    ``grants`` are the caller's, and ``progress`` counts its reports: the application makes
-    one context per request.
+    ``grants`` are the caller's, ``progress`` counts its reports and ``traceparent`` is the
+    request's W3C ``traceparent`` header (any text, unchecked): the application makes one
+    context per request.
     """
 
     store: TaskStore
     outbox: Outbox
     grants: Grants = EVERYTHING
     progress: ProgressCount = field(default_factory=ProgressCount)
+    traceparent: str | None = None
 
 
 def _context(info: Info[ApiContext, None]) -> ApiContext:
@@ -129,6 +132,9 @@ class Task:
     next_retry_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    trace_id: str | None = strawberry.field(
+        description="The W3C trace id (32 hex digits) of the task's messages, logs and spans."
+    )
     result_value: strawberry.Private[Any]
     payload_value: strawberry.Private[Any]
 
@@ -166,6 +172,7 @@ class Task:
             payload_value=state.payload,
             created_at=state.created_at,
             updated_at=state.updated_at,
+            trace_id=state.trace_id,
         )
 
 
@@ -198,6 +205,9 @@ class TaskProgressInput:
     error_message: str | None = None
     next_retry_at: datetime | None = None
     result: JSON | None = None
+    trace_id: str | None = strawberry.field(
+        default=None, description="The task's W3C trace id; stored when the task has none yet."
+    )
 
 
 @strawberry.type
@@ -259,6 +269,7 @@ class Mutation:
             "errorMessage": input.error_message,
             "nextRetryAt": input.next_retry_at,
             "result": input.result,
+            "traceId": input.trace_id,
         }
         return _report(_context(info), values)
 
@@ -270,7 +281,11 @@ class Mutation:
         payload: JSON,
         id: strawberry.ID | None = None,
     ) -> Task:
-        """Record a task QUEUED and publish it to RabbitMQ (confirmed); idempotent by id."""
+        """Record a task QUEUED and publish it to RabbitMQ (confirmed); idempotent by id.
+
+        The message carries a W3C ``traceparent``: the request's own ``traceparent`` header
+        when it is valid, else a new trace; the task records its trace id.
+        """
         submission: SubmissionModel = validate(
             SubmissionModel, "submitTask", {"queue": queue, "payload": payload, "id": id}
         )
@@ -279,8 +294,9 @@ class Mutation:
             raise forbidden(f"{SUBMIT}:{submission.queue}", f"submitTask to '{submission.queue}'")
         task_id = submission.id or _payload_id(submission.payload) or uuid.uuid4().hex
         body = {**submission.payload, "id": task_id}
+        trace = parse_traceparent(context.traceparent) or new_trace()
         try:
-            state = context.outbox.submit(task_id, submission.queue, body)
+            state = context.outbox.submit(task_id, submission.queue, body, trace)
         except SubmissionNotQueued as error:
             logger.warning("task {} not queued on {}: {}", task_id, submission.queue, error)
             code = "PUBLISH_PENDING" if error.recorded else "PUBLISH_FAILED"

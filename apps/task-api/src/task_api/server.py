@@ -17,6 +17,8 @@ import uvicorn
 from loguru import logger
 from pydantic import ValidationError
 from shared_utils.redaction import redact_url
+from worker_framework.command_context import make_tracer
+from worker_framework.errors import SettingsError
 from worker_framework.logging import redact, register_secret, register_settings_secrets
 
 from task_api.access import TokenConfigError, TokenTable
@@ -174,11 +176,17 @@ def serve() -> None:
         settings.amqp_urls(),
         connection_name=f"task-api@{settings.host}:{settings.port}",
     )
+    # Spans only with OTEL_EXPORTER_OTLP_ENDPOINT set; else no OpenTelemetry module loads.
+    try:
+        tracer = make_tracer("task-api")
+    except SettingsError as error:
+        _refuse(str(error))
     outbox = Outbox(
         store,
         publisher,
         OutboxTiming(lease_s=settings.outbox_lease_s, sweep_s=settings.outbox_sweep_s),
         metrics,
+        tracer,
     )
     _warn_about_access(tokens)
     app = _build_app(settings, tokens, ApiContext(store=store, outbox=outbox), metrics)
@@ -208,6 +216,7 @@ def serve() -> None:
         )
     finally:
         outbox.stop()
+        tracer.shutdown()
         publisher.close()
         store.close()
 

@@ -54,6 +54,10 @@ _COMMON_V2 = [
 ]
 
 
+#: The W3C trace id of a task's messages (32 hex digits), shown by queries and the page.
+_COMMON_V3 = ["ALTER TABLE task_api_tasks ADD COLUMN trace_id TEXT"]
+
+
 class Connection(Protocol):
     """The part of a DB-API connection that both sqlite3 and psycopg offer."""
 
@@ -116,7 +120,7 @@ class SqliteDialect:
 
     def migrations(self) -> list[list[str]]:
         kinds = {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "timestamp": "TEXT"}
-        return [[statement.format(**kinds) for statement in _COMMON_V1], _COMMON_V2]
+        return [[statement.format(**kinds) for statement in _COMMON_V1], _COMMON_V2, _COMMON_V3]
 
     def to_db_time(self, value: datetime | None) -> Any:
         return None if value is None else value.astimezone(UTC).isoformat()
@@ -154,7 +158,7 @@ class PostgresDialect:
             "serial": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
             "timestamp": "TIMESTAMPTZ",
         }
-        return [[statement.format(**kinds) for statement in _COMMON_V1], _COMMON_V2]
+        return [[statement.format(**kinds) for statement in _COMMON_V1], _COMMON_V2, _COMMON_V3]
 
     def to_db_time(self, value: datetime | None) -> Any:
         return value

@@ -18,7 +18,7 @@ from task_api.storage import TaskStore
 # goes through a placeholder (hence the S608 exemptions below).
 _TASK_COLUMNS = (
     "seq, id, queue, status, worker_type, progress, current_step, attempt, error_message,"
-    " next_retry_at, result, payload, created_at, updated_at, published"
+    " next_retry_at, result, payload, created_at, updated_at, published, trace_id"
 )
 _HISTORY_COLUMNS = (
     "status, worker_type, progress, current_step, attempt, error_message, next_retry_at,"
@@ -145,6 +145,7 @@ class SqlTaskStore(TaskStore):
             created_at=created_at,
             updated_at=updated_at,
             published=bool(row[14]),
+            trace_id=row[15],
         )
 
     def _select(self, conn: Connection, task_id: str, *, lock: bool) -> TaskState | None:
@@ -194,6 +195,7 @@ class SqlTaskStore(TaskStore):
         queue: str | None = None,
         payload: dict[str, Any] | None = None,
         lease_until: float | None = None,
+        trace_id: str | None = None,
     ) -> bool:
         """Insert a QUEUED task unless the id exists; True when this statement inserted it."""
         stamp = self._dialect.to_db_time(now)
@@ -201,8 +203,8 @@ class SqlTaskStore(TaskStore):
         cursor = self._run(
             conn,
             "INSERT INTO task_api_tasks (id, queue, status, payload, submitted, published,"
-            " publish_after, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            " publish_after, created_at, updated_at, trace_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
             (
                 task_id,
                 queue,
@@ -215,6 +217,7 @@ class SqlTaskStore(TaskStore):
                 lease_until,
                 stamp,
                 stamp,
+                trace_id,
             ),
         )
         return bool(cursor.rowcount == 1)
@@ -242,7 +245,7 @@ class SqlTaskStore(TaskStore):
         with self._transaction() as conn:
             # A task enqueued without task-api (e.g. the worker's `enqueue` command) is first
             # seen in a worker's report: it is created on the fly.
-            self._insert_new(conn, report.task_id, now)
+            self._insert_new(conn, report.task_id, now, trace_id=report.trace_id)
             current = self._select(conn, report.task_id, lock=True)
             assert current is not None
             new_state = apply_report(current, report, now)
@@ -253,7 +256,7 @@ class SqlTaskStore(TaskStore):
                 "UPDATE task_api_tasks SET status = ?, worker_type = ?, progress = ?,"
                 " current_step = ?, attempt = ?, error_message = ?, next_retry_at = ?,"
                 # A report proves the message reached a worker: the outbox must not send it again.
-                " result = ?, updated_at = ?, published = 1 WHERE id = ?",
+                " result = ?, updated_at = ?, trace_id = ?, published = 1 WHERE id = ?",
                 (
                     new_state.status.value,
                     new_state.worker_type,
@@ -264,6 +267,7 @@ class SqlTaskStore(TaskStore):
                     self._dialect.to_db_time(new_state.next_retry_at),
                     _dump(new_state.result),
                     self._dialect.to_db_time(now),
+                    new_state.trace_id,
                     report.task_id,
                 ),
             )
@@ -292,12 +296,19 @@ class SqlTaskStore(TaskStore):
         now: datetime,
         *,
         lease_until: float,
+        trace_id: str | None = None,
     ) -> tuple[TaskState, bool]:
         with self._transaction() as conn:
             # On PostgreSQL a concurrent insert of the same id waits for this one's commit,
             # then inserts nothing: the row count is the one answer both can trust.
             created = self._insert_new(
-                conn, task_id, now, queue=queue, payload=payload, lease_until=lease_until
+                conn,
+                task_id,
+                now,
+                queue=queue,
+                payload=payload,
+                lease_until=lease_until,
+                trace_id=trace_id,
             )
             if created:
                 self._record_history(

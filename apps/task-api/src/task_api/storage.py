@@ -56,8 +56,11 @@ class TaskStore(abc.ABC):
         now: datetime,
         *,
         lease_until: float,
+        trace_id: str | None = None,
     ) -> tuple[TaskState, bool]:
         """Record a new QUEUED, unpublished task; ``(state, True)`` when this call created it.
+
+        ``trace_id`` is the W3C trace id its message is published in.
 
         Whether this call created the row is the database's own answer to the insert, so of
         concurrent calls for one id exactly one gets True. The creator holds the publishing

@@ -149,11 +149,16 @@ class TaskApiServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def graphql(
-        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """POST one GraphQL request (with the first configured token unless given)."""
         default_token = self.tokens[0] if self.tokens else None
-        return graphql(self.url, query, variables, token=token or default_token)
+        return graphql(self.url, query, variables, token=token or default_token, headers=headers)
 
     def __enter__(self) -> TaskApiServer:
         self.start()
@@ -170,12 +175,20 @@ class TaskApiServer:
 
 
 def graphql(
-    url: str, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+    url: str,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    token: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """POST a GraphQL request and return the decoded response (``data`` and maybe ``errors``)."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    """POST a GraphQL request (with extra HTTP ``headers``, e.g. ``traceparent``) and return the
+    decoded response (``data`` and maybe ``errors``)."""
+    sent = dict(headers or {})
+    if token:
+        sent["Authorization"] = f"Bearer {token}"
     response = requests.post(
-        url, json={"query": query, "variables": variables or {}}, headers=headers, timeout=30
+        url, json={"query": query, "variables": variables or {}}, headers=sent, timeout=30
     )
     response.raise_for_status()
     body: dict[str, Any] = response.json()
@@ -184,7 +197,7 @@ def graphql(
 
 TASK_FIELDS = """
     id queue status progress currentStep attempt workerType errorMessage nextRetryAt result
-    payload createdAt updatedAt
+    payload createdAt updatedAt traceId
     history {
         status progress currentStep attempt errorMessage nextRetryAt result workerType recordedAt
     }
