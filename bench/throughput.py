@@ -20,6 +20,7 @@ The last line printed is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import signal
@@ -29,7 +30,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -249,8 +249,12 @@ def measure(
 
 def check_counted(port: int, expected: int) -> None:
     """Scrape the worker's endpoint once: it must have counted every task as completed."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
-        text = response.read().decode()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", "/metrics")
+        text = connection.getresponse().read().decode()
+    finally:
+        connection.close()
     completed = [
         sample.value
         for family in text_string_to_metric_families(text)
