@@ -13,6 +13,9 @@ Idle memory is read from a separate fresh worker process that consumes an empty 
 With ``--metrics`` each round also runs the framework worker with ``WORKER_METRICS_PORT`` set
 (the registry live, the endpoint serving); its endpoint is scraped once at the end to check that
 it counted every task, and ``metrics_overhead`` = 1 - (with metrics / without) of the medians.
+As the rate swings with whatever else the machine runs, the worker's CPU time per message (all
+its threads, first task to last) is given too: ``metrics_cpu_overhead`` = 1 - (CPU without /
+CPU with).
 
 The last line printed is one JSON object with the figures.
 """
@@ -20,6 +23,7 @@ The last line printed is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import signal
@@ -29,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -90,6 +93,7 @@ class TimingReporter(ProgressReporter):
         self._log = LogReporter()
         self._lock = threading.Lock()
         self._first: float | None = None
+        self._first_cpu = 0.0
         self._done = 0
 
     def report(self, update: ProgressUpdate) -> None:
@@ -99,12 +103,21 @@ class TimingReporter(ProgressReporter):
         with self._lock:
             if self._first is None:
                 self._first = now
+                self._first_cpu = time.process_time()
             if update.status is TaskStatus.COMPLETED:
                 self._done += 1
                 if self._done == self._expected:
                     write_atomically(
                         self._result_file,
-                        json.dumps({"count": self._done, "seconds": now - self._first}),
+                        json.dumps(
+                            {
+                                "count": self._done,
+                                "seconds": now - self._first,
+                                # CPU of the whole process (every thread): steadier than the
+                                # rate on a machine shared with other work.
+                                "cpu_seconds": time.process_time() - self._first_cpu,
+                            }
+                        ),
                     )
 
     def close(self, timeout_s: float) -> None:
@@ -244,13 +257,30 @@ def measure(
             client.delete_worker_queues(bench_settings(args, queue))
         if left:
             raise SystemExit(f"{role} consumer left {left} messages unacknowledged")
+    if "cpu_seconds" in result:
+        cpu_per_message_us.setdefault(label(role, metrics), []).append(
+            result["cpu_seconds"] / result["count"] * 1e6
+        )
     return result["count"] / result["seconds"], peak
+
+
+#: CPU microseconds per message of each framework round, by kind (see ``label``).
+cpu_per_message_us: dict[str, list[float]] = {}
+
+
+def label(role: str, metrics: bool) -> str:
+    """``framework`` or ``framework_metrics``: the kind of a round, in the figures."""
+    return f"{role}_metrics" if metrics else role
 
 
 def check_counted(port: int, expected: int) -> None:
     """Scrape the worker's endpoint once: it must have counted every task as completed."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
-        text = response.read().decode()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", "/metrics")
+        text = connection.getresponse().read().decode()
+    finally:
+        connection.close()
     completed = [
         sample.value
         for family in text_string_to_metric_families(text)
@@ -369,6 +399,10 @@ def main() -> None:
         metered_rate = statistics.median(metered_rates)
         figures["framework_metrics_msgs_per_s"] = round(metered_rate, 1)
         figures["metrics_overhead"] = round(1 - metered_rate / framework_rate, 3)
+        cpu = {kind: statistics.median(values) for kind, values in cpu_per_message_us.items()}
+        figures["framework_cpu_us_per_msg"] = round(cpu["framework"], 1)
+        figures["framework_metrics_cpu_us_per_msg"] = round(cpu["framework_metrics"], 1)
+        figures["metrics_cpu_overhead"] = round(1 - cpu["framework"] / cpu["framework_metrics"], 3)
     print(json.dumps(figures))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from metrics_scrape import Samples, http_get, labels_of, metered, parse, sample,
 from worker_framework.metrics import MAX_LABEL_VALUES, OTHER_LABEL
 from worker_framework.outcomes import DeadLettered
 from worker_framework.prometheus_metrics import PrometheusWorkerMetrics
+from worker_framework.retry_policy import dead_letter_queue_name
 from worker_framework.task_threads import Job
 from worker_framework.testing import settings_env, subprocess_env, wait_for
 
@@ -226,3 +228,47 @@ def _status(port: int, path: str) -> int | None:
         return http_get(port, path)[0]
     except OSError:
         return None
+
+
+def test_an_outcome_the_broker_will_not_store_is_requeued_and_counted(
+    client, make_settings, worker_thread
+):
+    settings = metered(make_settings)
+    port, labels = settings.worker_metrics_port, labels_of(settings)
+    dead_letters = dead_letter_queue_name(settings.worker_queue)
+    # A full dead-letter queue that refuses publishes: the broker nacks every dead letter.
+    policy = f"test-full-{settings.worker_queue}"
+    rabbitmqctl(
+        "set_policy",
+        "--apply-to",
+        "queues",
+        policy,
+        f"^{re.escape(dead_letters)}$",
+        '{"max-length": 0, "overflow": "reject-publish"}',
+    )
+    try:
+        worker_thread(ProbeWorker, settings)
+        client.publish_task(settings.worker_queue, {"id": "unstorable", "fail_permanently": True})
+        wait_for(
+            lambda: sample(
+                scrape(port),
+                "worker_deliveries_requeued_total",
+                reason="outcome_not_stored",
+                **labels,
+            ),
+            timeout=60,
+            message="the delivery returned after every fallback was refused",
+        )
+        assert sample(scrape(port), "worker_tasks_total", outcome="dead_lettered", **labels) == 0
+    finally:
+        rabbitmqctl("clear_policy", policy)
+    wait_for(
+        lambda: sample(scrape(port), "worker_tasks_total", outcome="dead_lettered", **labels),
+        timeout=60,
+        message="dead-lettered once the queue takes messages again",
+    )
+
+
+def rabbitmqctl(*args: str) -> None:
+    """Run ``rabbitmqctl`` on the test broker (policies on this test's own queues only)."""
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)

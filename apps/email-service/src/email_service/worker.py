@@ -26,6 +26,8 @@ class EmailWorker(BaseWorker[EmailTask, EmailResult]):
     """
 
     default_queue: ClassVar[str] = "email-service"
+    #: Shown in the ``worker_build_info`` metric; the images are tagged with it too.
+    version: ClassVar[str] = "0.1.0"
     settings: EmailSettings
 
     def __init__(self, settings: WorkerSettings) -> None:

@@ -22,6 +22,8 @@ class ScraperWorker(BaseWorker[ScrapeTask, ScrapeResult]):
     """
 
     default_queue: ClassVar[str] = "scraper-anses"
+    #: Shown in the ``worker_build_info`` metric; the images are tagged with it too.
+    version: ClassVar[str] = "0.1.0"
     settings: ScraperSettings
 
     def __init__(self, settings: WorkerSettings) -> None:
