@@ -186,6 +186,7 @@ class Consumer:
             self._settle_finished()
             self._settlement.retry_refused()
             self._enforce_time_limit()
+            self._settlement.flush_acks()
             if (
                 connection.consumer_cancelled_by_broker
                 or not connection.consuming_channel_is_open()
@@ -228,6 +229,7 @@ class Consumer:
             connection.process_events(min(LOOP_TICK_S, max(deadline - time.monotonic(), 0)))
             self._settle_finished()
             self._settlement.retry_refused()
+            self._settlement.flush_acks()
         if self._settlement.unsettled:
             self.log.warning(
                 "grace period over: {} unfinished tasks return to the queue",
@@ -292,6 +294,7 @@ class Consumer:
                     "unexpected error settling a task; requeueing it"
                 )
                 self._settlement.give_back(job)
+        self._settlement.flush_acks()
 
     def _enforce_time_limit(self) -> None:
         restart_needed = self._time_limit.enforce()
