@@ -32,7 +32,14 @@ def _env(settings, **extra):
 def unacknowledged(queue: str) -> int:
     """Deliveries of ``queue`` the broker counts as unacknowledged (needs ``rabbitmqctl``)."""
     listing = subprocess.run(
-        ["rabbitmqctl", "list_queues", "-q", "--no-table-headers", "name", "messages_unacknowledged"],
+        [
+            "rabbitmqctl",
+            "list_queues",
+            "-q",
+            "--no-table-headers",
+            "name",
+            "messages_unacknowledged",
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -331,9 +331,7 @@ class Settlement:
             self.task_log(run).exception("the progress reporter raised; update dropped")
 
 
-def ack_frames(
-    stored: list[Delivery], unsettled: dict[int, Job]
-) -> list[tuple[Delivery, bool]]:
+def ack_frames(stored: list[Delivery], unsettled: dict[int, Job]) -> list[tuple[Delivery, bool]]:
     """The ack frames that acknowledge ``stored`` and nothing else: ``(delivery, multiple)``.
 
     ``unsettled`` (in delivery order, ``stored`` already removed) holds every delivery of the
