@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 
 import pytest
@@ -26,6 +27,25 @@ PROBE = "framework_probe_worker:main"
 
 def _env(settings, **extra):
     return {**settings_env(settings), "WORKER_PREFETCH": "1", **extra}
+
+
+def unacknowledged(queue: str) -> int:
+    """Deliveries of ``queue`` the broker counts as unacknowledged (needs ``rabbitmqctl``)."""
+    listing = subprocess.run(
+        [
+            "rabbitmqctl",
+            "list_queues",
+            "-q",
+            "--no-table-headers",
+            "name",
+            "messages_unacknowledged",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    counts = dict(line.split("\t") for line in listing.splitlines() if "\t" in line)
+    return int(counts[queue])
 
 
 def test_task_of_a_killed_worker_is_redelivered_and_completed_by_another(
@@ -54,6 +74,48 @@ def test_task_of_a_killed_worker_is_redelivered_and_completed_by_another(
     with WorkerProcess(PROBE, "run", env=_env(settings)) as second:
         [reply] = client.wait_for_messages(reply_queue, 1, timeout=30)
         assert reply.json()["pid"] == second.pid
+        assert reply.json()["redelivered"] is True
+        second.send_signal(signal.SIGTERM)
+        assert second.wait() == 0
+
+
+def test_acks_of_later_tasks_never_acknowledge_an_earlier_delivery_still_running(
+    client, make_settings, reply_queue, tmp_path
+):
+    # Later deliveries finish first and are acknowledged together (a ``multiple`` ack where
+    # their tags allow it); the running one's delivery must stay unacknowledged, so that it
+    # comes back when the worker dies.
+    settings = make_settings()
+    marker = tmp_path / "started"
+    env = _env(settings, WORKER_PREFETCH="20", WORKER_CONCURRENCY="2")
+    with WorkerProcess(PROBE, "run", env=env) as first:
+        wait_for(lambda: client.consumer_count(settings.worker_queue) == 1)
+        client.publish_task(
+            settings.worker_queue,
+            {
+                "id": "running",
+                "sleep_s": 60,
+                "sleep_unless_redelivered": True,
+                "started_marker": str(marker),
+            },
+            reply_to=reply_queue,
+        )
+        wait_for(marker.exists, message="the long task started")
+        # The first quick task holds the second thread while the others queue up behind it;
+        # then they finish in a burst, and their acks go out together.
+        client.publish_task(settings.worker_queue, {"id": "quick-0", "sleep_s": 1.0})
+        for number in range(1, 15):
+            client.publish_task(settings.worker_queue, {"id": f"quick-{number}"})
+        wait_for(
+            lambda: unacknowledged(settings.worker_queue) == 1,
+            timeout=30,
+            message="the quick tasks acknowledged, the running one not",
+        )
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    with WorkerProcess(PROBE, "run", env=_env(settings)) as second:
+        [reply] = client.wait_for_messages(reply_queue, 1, timeout=30)
+        assert reply.json()["id"] == "running"
         assert reply.json()["redelivered"] is True
         second.send_signal(signal.SIGTERM)
         assert second.wait() == 0

@@ -288,15 +288,16 @@ class BrokerConnection:
                 self._consumer.basic_cancel(self._consumer_tag)
             self._consumer_tag = None
 
-    def ack(self, delivery: Delivery) -> bool:
-        """Acknowledge ``delivery``; False (and nothing sent) if its channel is gone."""
+    def ack(self, delivery: Delivery, *, multiple: bool = False) -> bool:
+        """Acknowledge ``delivery`` (with ``multiple``, every earlier unacknowledged delivery on
+        its channel too); False (and nothing sent) if its channel is gone."""
         if not self.owns(delivery):
             return False
         with _translated("acknowledging"):
-            # The underlying channel only queues the ack frame; the I/O loop writes queued
-            # frames together. BlockingChannel.basic_ack would write each one at once: one
-            # syscall per message, each a chance for a task thread to take the GIL.
-            delivery.channel._impl.basic_ack(delivery.delivery_tag)
+            # The underlying channel only queues the ack frame; the I/O loop writes it at its
+            # next pass. BlockingChannel.basic_ack would write it at once: a syscall, and with
+            # it a chance for a task thread to take the GIL.
+            delivery.channel._impl.basic_ack(delivery.delivery_tag, multiple)
         return True
 
     def requeue(self, delivery: Delivery) -> bool:

@@ -203,6 +203,7 @@ class Consumer:
             self._settle_finished()
             self._settlement.retry_refused()
             self._enforce_time_limit()
+            self._settlement.flush_acks()
             if (
                 connection.consumer_cancelled_by_broker
                 or not connection.consuming_channel_is_open()
@@ -248,6 +249,7 @@ class Consumer:
             self._metrics.heartbeat()
             self._settle_finished()
             self._settlement.retry_refused()
+            self._settlement.flush_acks()
         if self._settlement.unsettled:
             self._metrics.requeued("abandoned", len(self._settlement.unsettled))
             self.log.warning(
@@ -320,6 +322,7 @@ class Consumer:
                     "unexpected error settling a task; requeueing it"
                 )
                 self._settlement.give_back(job)
+        self._settlement.flush_acks()
 
     def _enforce_time_limit(self) -> None:
         restart_needed = self._time_limit.enforce()

@@ -5,6 +5,11 @@ delayed retry copy or a dead letter) is published with publisher confirms; only 
 broker has it is the delivery acknowledged, on the channel it came from, and the final status
 reported. A crash before the ack means redelivery, never loss.
 
+Acks are queued as outcomes are stored and sent by :meth:`Settlement.flush_acks`, which the
+consumer calls at the end of each pass over finished tasks: the deliveries stored in one pass go
+out in as few frames as their order allows (one ``multiple`` ack for those older than every
+delivery still unsettled), so a busy worker writes one frame, not one per message.
+
 Fallbacks, so that every delivery is settled and no error of a message reaches the loop: an
 outcome whose message cannot be built or encoded becomes a minimal dead letter
 (``OutcomeNotStored``); one the broker refuses is tried again after each of
@@ -96,6 +101,8 @@ class Settlement:
         self.unsettled: dict[int, Job] = {}
         #: Outcomes the broker refused, waiting for their next try (see PUBLISH_RETRY_DELAYS_S).
         self._refused: list[_PendingOutcome] = []
+        #: Stored outcomes whose deliveries wait for :meth:`flush_acks`.
+        self._stored: list[tuple[Job, TaskRun]] = []
 
     def connection_lost(self) -> None:
         """Forget the lost connection's deliveries: the broker redelivers all of them."""
@@ -103,6 +110,7 @@ class Settlement:
         self.generation += 1
         self.unsettled.clear()
         self._refused.clear()
+        self._stored.clear()
 
     def settle(self, job: Job, run: TaskRun) -> None:
         """Store ``run``'s outcome, then ack ``job``'s delivery; a later call for it is ignored."""
@@ -212,16 +220,34 @@ class Settlement:
         self._acknowledge(job, run)
 
     def _acknowledge(self, job: Job, run: TaskRun) -> None:
-        """The outcome is stored: ack the delivery and report the final status."""
-        if self.connection is not None:
-            self.connection.ack(job.payload)
-        self.unsettled.pop(job.payload.delivery_tag, None)
-        self.metrics.task_settled(job, run.outcome)
-        if isinstance(run.outcome, DeadLettered):
-            self.task_log(run).error(
-                "dead-lettered: {}: {}", run.outcome.error_type, run.outcome.error_message
-            )
-        self._report_final(run)
+        """The outcome is stored: queue the delivery's ack for :meth:`flush_acks`."""
+        self._stored.append((job, run))
+
+    def flush_acks(self) -> None:
+        """Acknowledge the deliveries whose outcomes are stored, then report their final status.
+
+        A delivery returned to its queue meanwhile (no longer unsettled) is not acknowledged.
+        """
+        if not self._stored:
+            return
+        stored, self._stored = self._stored, []
+        acknowledged = [
+            (job, run)
+            for job, run in stored
+            if self.unsettled.pop(job.payload.delivery_tag, None) is not None
+        ]
+        connection = self.connection
+        if connection is not None:
+            deliveries = [job.payload for job, _ in acknowledged]
+            for delivery, multiple in ack_frames(deliveries, self.unsettled):
+                connection.ack(delivery, multiple=multiple)
+        for job, run in acknowledged:
+            self.metrics.task_settled(job, run.outcome)
+            if isinstance(run.outcome, DeadLettered):
+                self.task_log(run).error(
+                    "dead-lettered: {}: {}", run.outcome.error_type, run.outcome.error_message
+                )
+            self._report_final(run)
 
     def _reply_failed(self, pending: _PendingOutcome, error: Exception) -> None:
         self.task_log(pending.run).warning(
@@ -268,7 +294,7 @@ class Settlement:
         self.give_back(pending.job)
 
     def retry_refused(self) -> None:
-        """Publish again the refused outcomes whose wait is over."""
+        """Publish again the refused outcomes whose wait is over (acks queued, not flushed)."""
         if not self._refused:
             return
         now = time.monotonic()
@@ -309,3 +335,28 @@ class Settlement:
         # Reporters must not raise; one that does anyway must not stop the I/O loop.
         except Exception:  # noqa: BLE001
             self.task_log(run).exception("the progress reporter raised; update dropped")
+
+
+def ack_frames(stored: list[Delivery], unsettled: dict[int, Job]) -> list[tuple[Delivery, bool]]:
+    """The ack frames that acknowledge ``stored`` and nothing else: ``(delivery, multiple)``.
+
+    ``unsettled`` (in delivery order, ``stored`` already removed) holds every delivery of the
+    channel not yet acknowledged or returned, bar those pika has not handed over yet, which
+    come later. So one ``multiple`` ack up to the newest stored delivery older than the oldest
+    unsettled one acknowledges exactly the stored deliveries up to it; newer ones go one by one.
+    Deliveries of more than one channel (tags are per channel) all go one by one.
+    """
+    channel = stored[0].channel if stored else None
+    if len(stored) < 2 or any(d.channel is not channel for d in stored):
+        return [(delivery, False) for delivery in stored]
+    below = next(
+        (job.payload.delivery_tag for job in unsettled.values() if job.payload.channel is channel),
+        None,
+    )
+    covered = [d for d in stored if below is None or d.delivery_tag < below]
+    frames = [(d, False) for d in stored if below is not None and d.delivery_tag > below]
+    if len(covered) == 1:
+        frames.insert(0, (covered[0], False))
+    elif covered:
+        frames.insert(0, (max(covered, key=lambda d: d.delivery_tag), True))
+    return frames
