@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import requests
 from task_api.testing import TaskApiServer, fetch_task
 
 FIELDS = "id status progress currentStep attempt workerType errorMessage nextRetryAt queue"
@@ -79,3 +80,19 @@ def test_a_refused_report_in_a_batch_is_an_error_of_its_field_and_the_others_are
     assert first["status"] == "RETRY_SCHEDULED"
     assert [event["progress"] for event in first["history"]] == [10, None]
     assert second["status"] == "COMPLETED" and second["result"] == {"ok": True}
+
+
+def test_a_batch_with_an_operation_name_naming_no_operation_is_refused_and_stores_nothing(api):
+    prefix = f"unnamed-{uuid.uuid4().hex}"
+    inputs = mixed_inputs(f"{prefix}-1", f"{prefix}-2")
+    body = {
+        "query": batch_document(len(inputs), through_fragment=False),
+        "variables": {f"i{n}": value for n, value in enumerate(inputs)},
+        "operationName": "NotInTheDocument",
+    }
+
+    response = requests.post(api.url, json=body, timeout=30)
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert fetch_task(api.url, f"{prefix}-1") is None

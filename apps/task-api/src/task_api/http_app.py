@@ -304,7 +304,7 @@ class TaskApiApp:
         try:
             if not reports_progress_only(self._documents, query):
                 return run()
-            answered = self._reports.answer(query, variables, context)
+            answered = self._reports.answer(query, variables, operation_name, context)
             if answered is not None:
                 return answered
             # Only the store is waited on inside the batch (no broker call), see write_batch.

@@ -72,6 +72,8 @@ class ReportField:
     """One ``reportTaskProgress`` field of a plain request."""
 
     node: FieldNode
+    #: The name of the operation holding it (None when unnamed).
+    operation_name: str | None
     #: The field's key in the answer (its alias, or its name).
     key: str
     #: The variable holding its input.
@@ -131,8 +133,9 @@ class ReportRequests:
         ):
             return None
         fields = []
+        name = operation.name.value if operation.name else None
         for selection in operation.selection_set.selections:
-            field = _report_field(selection)
+            field = _report_field(selection, name)
             if field is None:
                 return None
             fields.append(field)
@@ -141,12 +144,18 @@ class ReportRequests:
         return tuple(fields)
 
     def answer(
-        self, query: str, variables: dict[str, Any] | None, context: ApiContext
+        self,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: ApiContext,
     ) -> ExecutionResult | None:
         """The result of a plain request, its reports stored; None: execute it the usual way."""
         fields = self.plan(query)
         if fields is None or not context.grants.may_report():
             return None
+        if operation_name is not None and operation_name != fields[0].operation_name:
+            return None  # graphql-core refuses it: no such operation
         inputs = self._coerced_inputs(fields, variables or {})
         if inputs is None:
             return None
@@ -225,7 +234,7 @@ def _takes_one_input(definition: VariableDefinitionNode) -> bool:
     )
 
 
-def _report_field(selection: Any) -> ReportField | None:
+def _report_field(selection: Any, operation_name: str | None) -> ReportField | None:
     # graphql-core leaves absent lists None or empty, depending on its version.
     arguments = (selection.arguments or ()) if isinstance(selection, FieldNode) else ()
     if (
@@ -254,6 +263,7 @@ def _report_field(selection: Any) -> ReportField | None:
         return None  # the same key twice: graphql-core merges them; leave that to it
     return ReportField(
         node=selection,
+        operation_name=operation_name,
         key=(selection.alias or selection.name).value,
         variable=arguments[0].value.name.value,
         selections=tuple(selections),
