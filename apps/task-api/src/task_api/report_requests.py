@@ -34,11 +34,11 @@ from graphql import (
     NonNullTypeNode,
     OperationDefinitionNode,
     OperationType,
+    Source,
     VariableDefinitionNode,
     VariableNode,
     coerce_input_value,
     get_nullable_type,
-    located_error,
 )
 
 from task_api.document_cache import ByteBoundedLru, DocumentCache
@@ -62,7 +62,8 @@ PLAIN_FIELDS = {
 }
 _TYPENAME = "__typename"
 INPUT_TYPE = "TaskProgressInput"
-#: Plans are small (a few hundred bytes a field, the nodes shared with the document cache).
+#: Plans are small: a few hundred bytes a field, and the query's text (no parsed nodes, which
+#: the document cache alone holds and bounds).
 PLAN_CACHE_BYTES = 4 * 1024 * 1024
 PLAN_BYTES_PER_CHAR = 4
 
@@ -71,7 +72,9 @@ PLAN_BYTES_PER_CHAR = 4
 class ReportField:
     """One ``reportTaskProgress`` field of a plain request."""
 
-    node: FieldNode
+    #: The query's text, and where the field starts in it (for the locations of its errors).
+    source: Source
+    position: int
     #: The name of the operation holding it (None when unnamed).
     operation_name: str | None
     #: The field's key in the answer (its alias, or its name).
@@ -204,7 +207,7 @@ class ReportRequests:
                 continue
             data[field.key] = None
             problem = problem or RuntimeError("the report was not applied")
-            errors.append(located_error(problem, [field.node], [field.key]))
+            errors.append(_located(problem, field))
         if errors:
             # As strawberry does after executing: logs what is task-api's to fix.
             self._schema.process_errors(errors)
@@ -245,6 +248,7 @@ def _report_field(selection: Any, operation_name: str | None) -> ReportField | N
         or arguments[0].name.value != "input"
         or not isinstance(arguments[0].value, VariableNode)
         or selection.selection_set is None
+        or selection.loc is None
     ):
         return None
     selections = []
@@ -262,9 +266,22 @@ def _report_field(selection: Any, operation_name: str | None) -> ReportField | N
     if len(set(keys)) != len(keys):
         return None  # the same key twice: graphql-core merges them; leave that to it
     return ReportField(
-        node=selection,
+        source=selection.loc.source,
+        position=selection.loc.start,
         operation_name=operation_name,
         key=(selection.alias or selection.name).value,
         variable=arguments[0].value.name.value,
         selections=tuple(selections),
+    )
+
+
+def _located(problem: Exception, field: ReportField) -> GraphQLError:
+    """``problem`` as the error of ``field``, as graphql-core's ``located_error`` makes it."""
+    message = problem.message if isinstance(problem, GraphQLError) else str(problem)
+    return GraphQLError(
+        message,
+        source=field.source,
+        positions=[field.position],
+        path=[field.key],
+        original_error=problem,
     )
