@@ -11,7 +11,8 @@ overlapping batches on PostgreSQL wait for each other instead of deadlocking; SQ
 write lock with ``BEGIN IMMEDIATE``.
 
 Columns: ``TASK_COLUMNS`` and ``HISTORY_COLUMNS`` name what a report writes and where each value
-comes from; a column carried by reports is one more line in each.
+comes from, for a batch and for a report applied alone (``update_state``, ``insert_history``);
+a column carried by reports is one more line in each.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def apply_batch(
         history.append((report.task_id, history_entry(report, now)))
     changed = sorted({task_id for task_id, _ in history})
     _upsert_states(conn, dialect, [states[task_id] for task_id in changed])
-    _insert_history(conn, dialect, history)
+    insert_history(conn, dialect, history)
     return results
 
 
@@ -165,9 +166,24 @@ def _upsert_states(conn: Connection, dialect: Dialect, states: Sequence[TaskStat
         )
 
 
-def _insert_history(
+def update_state(conn: Connection, dialect: Dialect, state: TaskState) -> None:
+    """Write the new state of one existing (locked) task row (a report that applies alone).
+
+    A report proves the message reached a worker: the outbox must not send it again.
+    """
+    assignments = ", ".join(f"{name} = ?" for name, _ in TASK_COLUMNS)
+    conn.execute(
+        dialect.sql(
+            f"UPDATE task_api_tasks SET {assignments}, published = 1 WHERE id = ?"  # noqa: S608
+        ),
+        [*(value(state, dialect) for _, value in TASK_COLUMNS), state.id],
+    )
+
+
+def insert_history(
     conn: Connection, dialect: Dialect, entries: Sequence[tuple[str, HistoryEntry]]
 ) -> None:
+    """Append ``(task_id, entry)`` rows to the history, in order."""
     names = ", ".join(name for name, _ in HISTORY_COLUMNS)
     # In the reports' order: the history is read back by sequence number.
     for chunk in _chunks(entries):

@@ -21,7 +21,13 @@ from task_api.records import (
     TaskState,
 )
 from task_api.sql_dialects import Connection, Dialect, dialect_for
-from task_api.sql_report_batch import ROWS_PER_STATEMENT, apply_batch, history_entry
+from task_api.sql_report_batch import (
+    ROWS_PER_STATEMENT,
+    apply_batch,
+    history_entry,
+    insert_history,
+    update_state,
+)
 from task_api.storage import TaskStore
 
 # Queries are assembled only from these constant column lists and fixed conditions; every value
@@ -229,25 +235,6 @@ class SqlTaskStore(TaskStore):
         )
         return bool(cursor.rowcount == 1)
 
-    def _record_history(self, conn: Connection, task_id: str, entry: HistoryEntry) -> None:
-        self._run(
-            conn,
-            f"INSERT INTO task_api_history (task_id, {_HISTORY_COLUMNS})"  # noqa: S608
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                task_id,
-                entry.status.value,
-                entry.worker_type,
-                entry.progress,
-                entry.current_step,
-                entry.attempt,
-                entry.error_message,
-                self._dialect.to_db_time(entry.next_retry_at),
-                _dump(entry.result),
-                self._dialect.to_db_time(entry.recorded_at),
-            ),
-        )
-
     def apply_report(self, report: ProgressReport, now: datetime) -> TaskState:
         with self._transaction() as conn:
             state = self._apply_one(conn, report, now).state
@@ -263,26 +250,8 @@ class SqlTaskStore(TaskStore):
         new_state = apply_report(current, report, now)
         if new_state is None:
             return ReportResult(state=current)
-        self._run(
-            conn,
-            "UPDATE task_api_tasks SET status = ?, worker_type = ?, progress = ?,"
-            " current_step = ?, attempt = ?, error_message = ?, next_retry_at = ?,"
-            # A report proves the message reached a worker: the outbox must not send it again.
-            " result = ?, updated_at = ?, published = 1 WHERE id = ?",
-            (
-                new_state.status.value,
-                new_state.worker_type,
-                new_state.progress,
-                new_state.current_step,
-                new_state.attempt,
-                new_state.error_message,
-                self._dialect.to_db_time(new_state.next_retry_at),
-                _dump(new_state.result),
-                self._dialect.to_db_time(now),
-                report.task_id,
-            ),
-        )
-        self._record_history(conn, report.task_id, history_entry(report, now))
+        update_state(conn, self._dialect, new_state)
+        insert_history(conn, self._dialect, [(report.task_id, history_entry(report, now))])
         return ReportResult(state=new_state, stored=True)
 
     def apply_reports(self, reports: Sequence[ProgressReport], now: datetime) -> list[ReportResult]:
@@ -307,7 +276,7 @@ class SqlTaskStore(TaskStore):
         try:
             with self._transaction() as conn:
                 return self._apply_one(conn, report, now)
-        except Exception as error:  # - handed back as this report's result
+        except Exception as error:  # handed back as this report's result
             if self._conn is None or self._dialect.is_broken(self._conn):
                 raise
             return ReportResult(state=None, error=error)
@@ -354,9 +323,8 @@ class SqlTaskStore(TaskStore):
                 conn, task_id, now, queue=queue, payload=payload, lease_until=lease_until
             )
             if created:
-                self._record_history(
-                    conn, task_id, HistoryEntry(status=Status.QUEUED, recorded_at=now)
-                )
+                entry = HistoryEntry(status=Status.QUEUED, recorded_at=now)
+                insert_history(conn, self._dialect, [(task_id, entry)])
             state = self._select(conn, task_id, lock=False)
             assert state is not None
             return state, created
