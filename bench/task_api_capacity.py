@@ -11,7 +11,12 @@ last acknowledged; ``overhead_vs_silent`` = 1 - graphql / silent; task-api's CPU
 (``/proc``) over the graphql run, including the workers' final flush, per task and per reported
 update, and divided by the run's duration (above 1.0: task-api needed more than one core for as
 long as the run lasted, so it finished storing after the workers had finished);
-``all_final_statuses_stored``: every task COMPLETED in the database afterwards.
+``updates_stored_per_task`` (history rows: what reached task-api after the reporter coalesced a
+task's steps, and was stored) and per second of run, task-api's CPU per stored update; the
+workers' own CPU per task in both kinds of run (``getrusage`` of the ended worker processes:
+what reporting costs the workers themselves); on PostgreSQL the CPU of the database server
+processes serving task-api, per task; ``all_final_statuses_stored``: every task COMPLETED in
+the database afterwards.
 
 Medians over ``--rounds``; the last line printed is one JSON object.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import sqlite3
 import statistics
@@ -130,6 +136,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_seconds() -> float:
+    """User + system CPU time of this process's children that have ended (the workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def database_backends(database_url: str) -> list[int]:
+    """The pids of PostgreSQL's server processes serving ``database_url`` (none for SQLite)."""
+    if not database_url.startswith("postgresql"):
+        return []
+    database = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
 def preload(url: str, queue: str, count: int, steps: int) -> None:
     """Fill ``queue`` with ``count`` tasks (through the framework's pipelined publish)."""
     from worker_framework.broker import BrokerConnection, OutgoingMessage
@@ -168,6 +193,9 @@ def run_workers(
     api_pid = api.pid
     assert api_pid is not None
     cpu_before = cpu_seconds(api_pid)
+    backends = database_backends(api.database_url)
+    database_before = sum(cpu_seconds(pid) for pid in backends)
+    workers_before = children_cpu_seconds()
     command = [sys.executable, os.path.abspath(__file__), "--role", "worker", "--queue", queue]
     workers = [
         subprocess.Popen(
@@ -194,6 +222,8 @@ def run_workers(
         for worker in workers:
             worker.wait(120)  # the GraphQL reporter flushes what is left before exiting
     cpu = cpu_seconds(api_pid) - cpu_before
+    database_cpu = sum(cpu_seconds(pid) for pid in backends) - database_before
+    workers_cpu = children_cpu_seconds() - workers_before
     final = read()
     first = min(c["first"] for c in final if c["first"])
     last = max(c["last"] for c in final)
@@ -203,7 +233,25 @@ def run_workers(
             load_settings(WorkerSettings, amqp_url=args.amqp_url, worker_queue=queue)
         )
         client.delete_queue(queue)
-    return {"rate": args.messages / seconds, "seconds": seconds, "api_cpu_s": cpu, "queue": queue}
+    return {
+        "rate": args.messages / seconds,
+        "seconds": seconds,
+        "api_cpu_s": cpu,
+        "database_cpu_s": database_cpu,
+        "workers_cpu_s": workers_cpu,
+        "queue": queue,
+    }
+
+
+def stored_updates(database_url: str, queue_prefix: str) -> int:
+    """History rows of a run's tasks: the updates task-api stored (after coalescing)."""
+    query = "SELECT COUNT(*) FROM task_api_history WHERE task_id LIKE "
+    if database_url.startswith("sqlite:///"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
+            return int(conn.execute(query + "?", (queue_prefix + "-%",)).fetchone()[0])
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(query + "%s", (queue_prefix + "-%",)).fetchone()
+        return int(row[0]) if row else 0
 
 
 def completed_in_store(database_url: str, queue_prefix: str) -> int:
@@ -228,18 +276,19 @@ def measure_backend(args: argparse.Namespace, backend: str, workdir: Path) -> di
         database_url = f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{database}"
     try:
         with TaskApiServer(database_url=database_url) as api:
-            silent: list[float] = []
+            silent: list[dict[str, Any]] = []
             graphql: list[dict[str, Any]] = []
-            stored = True
+            all_stored = True
             for round_number in range(1, args.rounds + 1):
                 for kind in ("silent", "graphql") if round_number % 2 else ("graphql", "silent"):
                     run = run_workers(args, api, kind == "graphql", workdir)
                     if kind == "silent":
-                        silent.append(run["rate"])
+                        silent.append(run)
                         continue
                     graphql.append(run)
+                    run["stored"] = stored_updates(api.database_url, run["queue"])
                     done = completed_in_store(api.database_url, run["queue"])
-                    stored = stored and done == args.messages
+                    all_stored = all_stored and done == args.messages
                 print(f"{backend} round {round_number} done", file=sys.stderr)
     finally:
         if database is not None:
@@ -249,22 +298,38 @@ def measure_backend(args: argparse.Namespace, backend: str, workdir: Path) -> di
                         sql.Identifier(database)
                     )
                 )
-    silent_rate = statistics.median(silent)
+    silent_rate = statistics.median(run["rate"] for run in silent)
     graphql_rate = statistics.median(run["rate"] for run in graphql)
     cpu = statistics.median(run["api_cpu_s"] for run in graphql)
     busy = statistics.median(run["api_cpu_s"] / run["seconds"] for run in graphql)
+    stored = statistics.median(run["stored"] for run in graphql)
     updates = args.messages * (args.steps + 2)  # PROCESSING, the steps, COMPLETED
-    return {
+
+    def per_task_ms(runs: list[dict[str, Any]], key: str) -> float:
+        seconds: float = statistics.median(run[key] for run in runs)
+        return round(seconds * 1000 / int(args.messages), 3)
+
+    figures = {
         "silent_msgs_per_s": round(silent_rate, 1),
         "graphql_msgs_per_s": round(graphql_rate, 1),
         "overhead_vs_silent": round(1 - graphql_rate / silent_rate, 3),
         "updates_reported_per_s": round(graphql_rate * (args.steps + 2), 1),
+        "updates_stored_per_task": round(stored / args.messages, 2),
+        "updates_stored_per_s": round(
+            statistics.median(run["stored"] / run["seconds"] for run in graphql), 1
+        ),
         "task_api_cpu_s": round(cpu, 2),
         "task_api_cpu_ms_per_task": round(cpu * 1000 / args.messages, 3),
         "task_api_cpu_us_per_reported_update": round(cpu * 1e6 / updates, 1),
+        "task_api_cpu_us_per_stored_update": round(cpu * 1e6 / max(stored, 1), 1),
         "task_api_cpu_s_per_run_s": round(busy, 2),
-        "all_final_statuses_stored": stored,
+        "workers_cpu_ms_per_task_silent": per_task_ms(silent, "workers_cpu_s"),
+        "workers_cpu_ms_per_task_graphql": per_task_ms(graphql, "workers_cpu_s"),
+        "all_final_statuses_stored": all_stored,
     }
+    if backend == "postgresql":
+        figures["database_cpu_ms_per_task"] = per_task_ms(graphql, "database_cpu_s")
+    return figures
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ from task_api.metrics import (
 from task_api.metrics import FORBIDDEN as FORBIDDEN_OUTCOME
 from task_api.operations import NO_FIELDS, RootFields, root_fields
 from task_api.page import RECENT_TASKS, render_page
+from task_api.report_requests import ReportRequests
 from task_api.schema import ApiContext
 
 Scope = MutableMapping[str, Any]
@@ -109,15 +110,17 @@ class GraphQLRequest:
 
 def json_depth(value: Any) -> int:
     """How deeply lists and objects nest in a decoded JSON value (iteratively: no recursion)."""
+    if not isinstance(value, dict | list):
+        return 0
     deepest = 0
     pending = [(value, 1)]
     while pending:
         item, depth = pending.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, list):
-            deepest = max(deepest, depth)
-            pending.extend((child, depth + 1) for child in item)
+        deepest = max(deepest, depth)
+        # Only containers are pushed: a worker's batch is mostly scalars.
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                pending.append((child, depth + 1))
     return deepest
 
 
@@ -155,6 +158,7 @@ class TaskApiApp:
         self._context = context
         self._schema = schema
         self._documents = documents
+        self._reports = ReportRequests(schema, documents)
         # Its own pool, larger than asyncio's default, so that submissions waiting on a slow
         # broker cannot take every thread and stall progress reports behind them.
         self._executor = ThreadPoolExecutor(
@@ -361,6 +365,11 @@ class TaskApiApp:
         try:
             if not reports_progress_only(self._documents, query):
                 return run()
+            answered = self._reports.answer(
+                query, request.variables, request.operation_name, context
+            )
+            if answered is not None:
+                return answered
             # Only the store is waited on inside the batch (no broker call), see write_batch.
             with context.store.write_batch():
                 return run()

@@ -55,6 +55,19 @@ class TaskState:
 
 
 @dataclass(frozen=True)
+class ReportResult:
+    """What one report of a batch did: the task's state after it, and whether it was stored.
+
+    ``stored`` is False for a stale report (ignored, ``state`` unchanged); ``error`` is set, and
+    ``state`` None, when the database refused this report (the others of the batch still apply).
+    """
+
+    state: TaskState | None
+    stored: bool = False
+    error: Exception | None = None
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
     """One accepted update of a task, in the order it was applied."""
 

@@ -9,7 +9,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError, GraphQLResolveInfo, GraphQLSchema
+from graphql import (
+    ASTValidationRule,
+    GraphQLError,
+    GraphQLResolveInfo,
+    GraphQLSchema,
+    specified_rules,
+)
 from loguru import logger
 from strawberry.extensions import AddValidationRules
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
@@ -372,6 +378,10 @@ class TaskApiSchema(strawberry.Schema):
     of them must not flood the log.
     """
 
+    #: Every rule a document is validated with: graphql-core's and the cost limits (the same
+    #: tuple as strawberry's execution, so both share one cache entry per document).
+    validation_rules: tuple[type[ASTValidationRule], ...] = ()
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -398,6 +408,7 @@ def build_schema(limits: QueryLimits) -> tuple[strawberry.Schema, DocumentCache]
         # (an instance shared by concurrent requests would mix up their contexts).
         extensions=[lambda: AddValidationRules(rules), lambda: CachedDocuments(cache)],
     )
+    built.validation_rules = (*specified_rules, *rules)
     # Reaches into strawberry's graphql-core schema (``_schema``): see the function's docstring.
     _install_direct_report_resolver(getattr(built, "_schema", None))
     return built, cache

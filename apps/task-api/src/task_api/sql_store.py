@@ -4,14 +4,30 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any
 
+from loguru import logger
+
 from task_api.progress_rules import apply_report
-from task_api.records import HistoryEntry, ProgressReport, Status, TaskPage, TaskState
+from task_api.records import (
+    HistoryEntry,
+    ProgressReport,
+    ReportResult,
+    Status,
+    TaskPage,
+    TaskState,
+)
 from task_api.sql_dialects import Connection, Dialect, dialect_for
+from task_api.sql_report_batch import (
+    ROWS_PER_STATEMENT,
+    apply_batch,
+    history_entry,
+    insert_history,
+    update_state,
+)
 from task_api.storage import TaskStore
 
 # Queries are assembled only from these constant column lists and fixed conditions; every value
@@ -222,71 +238,77 @@ class SqlTaskStore(TaskStore):
         )
         return bool(cursor.rowcount == 1)
 
-    def _record_history(self, conn: Connection, task_id: str, entry: HistoryEntry) -> None:
-        self._run(
-            conn,
-            f"INSERT INTO task_api_history (task_id, {_HISTORY_COLUMNS})"  # noqa: S608
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                task_id,
-                entry.status.value,
-                entry.worker_type,
-                entry.progress,
-                entry.current_step,
-                entry.attempt,
-                entry.error_message,
-                self._dialect.to_db_time(entry.next_retry_at),
-                _dump(entry.result),
-                self._dialect.to_db_time(entry.recorded_at),
-            ),
-        )
-
     def apply_report(self, report: ProgressReport, now: datetime) -> TaskState:
         with self._transaction() as conn:
-            # A task enqueued without task-api (e.g. the worker's `enqueue` command) is first
-            # seen in a worker's report: it is created on the fly.
-            self._insert_new(conn, report.task_id, now, trace_id=report.trace_id)
-            current = self._select(conn, report.task_id, lock=True)
-            assert current is not None
-            new_state = apply_report(current, report, now)
-            if new_state is None:
-                return current
-            self._run(
+            state = self._apply_one(conn, report, now).state
+        assert state is not None  # only a refused report of a batch has none
+        return state
+
+    def _apply_one(self, conn: Connection, report: ProgressReport, now: datetime) -> ReportResult:
+        # A task enqueued without task-api (e.g. the worker's `enqueue` command) is first
+        # seen in a worker's report: it is created on the fly.
+        self._insert_new(conn, report.task_id, now, trace_id=report.trace_id)
+        current = self._select(conn, report.task_id, lock=True)
+        assert current is not None
+        new_state = apply_report(current, report, now)
+        if new_state is None:
+            return ReportResult(state=current)
+        update_state(conn, self._dialect, new_state)
+        insert_history(conn, self._dialect, [(report.task_id, history_entry(report, now))])
+        return ReportResult(state=new_state, stored=True)
+
+    def apply_reports(self, reports: Sequence[ProgressReport], now: datetime) -> list[ReportResult]:
+        if not reports:
+            return []
+        with self._joined_batch():
+            try:
+                with self._transaction() as conn:
+                    return apply_batch(conn, self._dialect, reports, now, self._select_locked)
+            except Exception:
+                if self._conn is None or self._dialect.is_broken(self._conn):
+                    raise
+                # One report the database refuses (e.g. a NUL character on PostgreSQL) fails
+                # the multi-row statements: apply the batch report by report, so it fails alone.
+                logger.warning(
+                    "a batch of {} progress reports was refused; applying them one by one",
+                    len(reports),
+                )
+            return [self._apply_alone(report, now) for report in reports]
+
+    def _apply_alone(self, report: ProgressReport, now: datetime) -> ReportResult:
+        try:
+            with self._transaction() as conn:
+                return self._apply_one(conn, report, now)
+        except Exception as error:  # handed back as this report's result
+            if self._conn is None or self._dialect.is_broken(self._conn):
+                raise
+            return ReportResult(state=None, error=error)
+
+    @contextmanager
+    def _joined_batch(self) -> Iterator[None]:
+        """This thread's ``write_batch`` if it is inside one, else a new one."""
+        if self._batch_thread == threading.get_ident():
+            yield
+            return
+        with self.write_batch():
+            yield
+
+    def _select_locked(self, conn: Connection, task_ids: Sequence[str]) -> dict[str, TaskState]:
+        states: dict[str, TaskState] = {}
+        for start in range(0, len(task_ids), ROWS_PER_STATEMENT):
+            chunk = task_ids[start : start + ROWS_PER_STATEMENT]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._run(
                 conn,
-                "UPDATE task_api_tasks SET status = ?, worker_type = ?, progress = ?,"
-                " current_step = ?, attempt = ?, error_message = ?, next_retry_at = ?,"
-                # A report proves the message reached a worker: the outbox must not send it again.
-                " result = ?, updated_at = ?, trace_id = ?, published = 1 WHERE id = ?",
-                (
-                    new_state.status.value,
-                    new_state.worker_type,
-                    new_state.progress,
-                    new_state.current_step,
-                    new_state.attempt,
-                    new_state.error_message,
-                    self._dialect.to_db_time(new_state.next_retry_at),
-                    _dump(new_state.result),
-                    self._dialect.to_db_time(now),
-                    new_state.trace_id,
-                    report.task_id,
-                ),
-            )
-            self._record_history(
-                conn,
-                report.task_id,
-                HistoryEntry(
-                    status=report.status,
-                    worker_type=report.worker_type,
-                    progress=report.progress,
-                    current_step=report.current_step,
-                    attempt=report.attempt,
-                    error_message=report.error_message,
-                    next_retry_at=report.next_retry_at,
-                    result=report.result,
-                    recorded_at=now,
-                ),
-            )
-            return new_state
+                f"SELECT {_TASK_COLUMNS} FROM task_api_tasks"  # noqa: S608
+                # In id order, as inserted: replicas lock overlapping batches in one order.
+                f" WHERE id IN ({marks}) ORDER BY id{self._dialect.lock_row}",
+                tuple(chunk),
+            ).fetchall()
+            for row in rows:
+                state = self._row_to_state(row)
+                states[state.id] = state
+        return states
 
     def record_submission(
         self,
@@ -311,9 +333,8 @@ class SqlTaskStore(TaskStore):
                 trace_id=trace_id,
             )
             if created:
-                self._record_history(
-                    conn, task_id, HistoryEntry(status=Status.QUEUED, recorded_at=now)
-                )
+                entry = HistoryEntry(status=Status.QUEUED, recorded_at=now)
+                insert_history(conn, self._dialect, [(task_id, entry)])
             state = self._select(conn, task_id, lock=False)
             assert state is not None
             return state, created

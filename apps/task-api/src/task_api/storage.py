@@ -8,12 +8,12 @@ nothing but the records it stores.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from task_api.records import HistoryEntry, ProgressReport, TaskPage, TaskState
+from task_api.records import HistoryEntry, ProgressReport, ReportResult, TaskPage, TaskState
 
 
 class TaskStore(abc.ABC):
@@ -34,6 +34,15 @@ class TaskStore(abc.ABC):
     @abc.abstractmethod
     def apply_report(self, report: ProgressReport, now: datetime) -> TaskState:
         """Apply a progress report atomically (stale reports change nothing); return the state."""
+
+    @abc.abstractmethod
+    def apply_reports(self, reports: Sequence[ProgressReport], now: datetime) -> list[ReportResult]:
+        """Apply ``reports`` in order, as as many ``apply_report`` calls would, in one transaction.
+
+        One result per report, in order. A report the database refuses fails alone (its result
+        carries the error); the others are stored. Raises only when nothing could be stored
+        (the database unreachable, the commit refused).
+        """
 
     @contextmanager
     def write_batch(self) -> Iterator[None]:
