@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,7 +40,7 @@ UNKNOWN_TASK_ID = "unknown"
 JSON_ERRORS = (ValueError, RecursionError)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class TaskRun:
     """The outcome of one attempt at one task.
 
@@ -53,6 +54,22 @@ class TaskRun:
     outcome: Outcome
     identified: bool = True
     trace_id: str | None = None
+
+    # One per task: written out for the reason given at ProgressUpdate.__init__.
+    def __init__(
+        self,
+        task_id: str,
+        attempt: int,
+        outcome: Outcome,
+        identified: bool = True,
+        trace_id: str | None = None,
+    ) -> None:
+        fields = self.__dict__
+        fields["task_id"] = task_id
+        fields["attempt"] = attempt
+        fields["outcome"] = outcome
+        fields["identified"] = identified
+        fields["trace_id"] = trace_id
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -136,7 +153,7 @@ class TaskRunner:
         attempt: int,
         redelivered: bool,
         message_id: str | None = None,
-        state: dict[str, Any] | None = None,
+        state: Mapping[str, Any] | None = None,
         trace: TraceContext | None = None,
     ) -> TaskRun:
         """Decode and execute one task; never raises.
@@ -170,7 +187,7 @@ class TaskRunner:
         attempt: int,
         redelivered: bool,
         message_id: str | None,
-        state: dict[str, Any] | None,
+        state: Mapping[str, Any] | None,
         trace_id: str | None,
     ) -> TaskRun:
         try:
@@ -204,7 +221,7 @@ class TaskRunner:
         attempt: int,
         redelivered: bool,
         identified: bool,
-        state: dict[str, Any],
+        state: Mapping[str, Any],
         trace_id: str | None,
     ) -> Outcome:
         # A task nobody can name gets no progress updates: they would create a phantom task.
@@ -219,21 +236,8 @@ class TaskRunner:
             state=dict(state),
             trace_id=trace_id,
         )
-        try:
-            step = self.worker.initial_step(task)
-        except Exception:  # noqa: BLE001 - a broken hook must not lose the task
-            step = "started"
-        reporter.report(
-            ProgressUpdate(
-                task_id,
-                self.worker_type,
-                TaskStatus.PROCESSING,
-                attempt=attempt,
-                progress=0,
-                current_step=step,
-                trace_id=trace_id,
-            )
-        )
+        if reporter.wants(TaskStatus.PROCESSING):
+            self._report_started(task, task_id, attempt, trace_id, reporter)
         try:
             result = self.worker.execute_task(task, ctx)
             if not isinstance(result, self._result_model):
@@ -249,6 +253,30 @@ class TaskRunner:
             ctx.logger.error("{}", message)
             return DeadLettered("ResultNotSerialisable", message)
         return Completed(result, data)
+
+    def _report_started(
+        self,
+        task: BaseModel,
+        task_id: str,
+        attempt: int,
+        trace_id: str | None,
+        reporter: ProgressReporter,
+    ) -> None:
+        try:
+            step = self.worker.initial_step(task)
+        except Exception:  # noqa: BLE001 - a broken hook must not lose the task
+            step = "started"
+        reporter.report(
+            ProgressUpdate(
+                task_id,
+                self.worker_type,
+                TaskStatus.PROCESSING,
+                attempt=attempt,
+                progress=0,
+                current_step=step,
+                trace_id=trace_id,
+            )
+        )
 
     def _failure(self, error: Exception, task: BaseModel, ctx: TaskContext) -> Outcome:
         if isinstance(error, ValidationError):
@@ -290,33 +318,48 @@ class TaskRunner:
         due = datetime.now(UTC) + timedelta(milliseconds=delay)
         return RetryScheduled(error_type, message, attempt + 1, base, delay, due)
 
+    def final_status(self, run: TaskRun) -> TaskStatus | None:
+        """The status :meth:`final_update` reports for ``run`` (None: it reports nothing)."""
+        if not run.identified:
+            return None
+        return _FINAL_STATUSES.get(type(run.outcome), TaskStatus.FAILED)
+
     def final_update(self, run: TaskRun) -> ProgressUpdate | None:
         """The status update to report once ``run``'s outcome is settled (None: report nothing,
         the message names no task)."""
         if not run.identified:
             return None
         outcome = run.outcome
-        common: dict[str, Any] = {
-            "task_id": run.task_id,
-            "worker_type": self.worker_type,
-            "attempt": run.attempt,
-            "trace_id": run.trace_id,
-        }
+        task_id, attempt, trace_id = run.task_id, run.attempt, run.trace_id
+        worker_type = self.worker_type
         if isinstance(outcome, Completed):
             return ProgressUpdate(
-                status=TaskStatus.COMPLETED, progress=100, result=outcome.result, **common
+                task_id,
+                worker_type,
+                TaskStatus.COMPLETED,
+                attempt,
+                progress=100,
+                result=outcome.result,
+                trace_id=trace_id,
             )
+        error_message = f"{outcome.error_type}: {outcome.error_message}"
         if isinstance(outcome, RetryScheduled):
             return ProgressUpdate(
-                status=TaskStatus.RETRY_SCHEDULED,
-                error_message=f"{outcome.error_type}: {outcome.error_message}",
+                task_id,
+                worker_type,
+                TaskStatus.RETRY_SCHEDULED,
+                attempt,
+                error_message=error_message,
                 next_retry_at=outcome.next_retry_at,
-                **common,
+                trace_id=trace_id,
             )
         return ProgressUpdate(
-            status=TaskStatus.FAILED,
-            error_message=f"{outcome.error_type}: {outcome.error_message}",
-            **common,
+            task_id,
+            worker_type,
+            TaskStatus.FAILED,
+            attempt,
+            error_message=error_message,
+            trace_id=trace_id,
         )
 
 
@@ -356,6 +399,9 @@ def _undecodable(
     outcome = DeadLettered("InvalidJSON", reason)
     return TaskRun(message_id or UNKNOWN_TASK_ID, attempt, outcome, bool(message_id), trace_id)
 
+
+#: The final status of each outcome (a dead letter: FAILED).
+_FINAL_STATUSES = {Completed: TaskStatus.COMPLETED, RetryScheduled: TaskStatus.RETRY_SCHEDULED}
 
 #: ``task.outcome`` of an attempt's span, as the metrics name outcomes.
 _OUTCOME_NAMES = {Completed: "completed", RetryScheduled: "retry_scheduled"}
