@@ -20,12 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from worker_framework.inbound import (
-    MAX_SHORT_STRING_BYTES,
-    MAX_STATE_BYTES,
-    short_text,
-    truncate_utf8,
-)
+from worker_framework.inbound import MAX_STATE_BYTES, short_text
 from worker_framework.logging import current_trace_id, redact
 from worker_framework.outcomes import Completed, DeadLettered, Outcome, RetryScheduled
 from worker_framework.progress import ProgressReporter, ProgressUpdate, TaskStatus
@@ -107,9 +102,17 @@ def run_for(
 
 def _decoded_or_none(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        return decode_json(body)
     except JSON_ERRORS:
         return None
+
+
+def decode_json(body: bytes) -> Any:
+    """``json.loads(body)``, skipping its encoding detection for the usual ``{"...`` object."""
+    if body.startswith(b'{"'):
+        # Two non-zero bytes, no byte-order mark: json.loads would pick UTF-8 too.
+        return json.loads(body.decode("utf-8", "surrogatepass"))
+    return json.loads(body)
 
 
 def _task_id_of(data: Any, fallback: str | None) -> str | None:
@@ -119,7 +122,7 @@ def _task_id_of(data: Any, fallback: str | None) -> str | None:
         if isinstance(task_id, int) and not isinstance(task_id, bool):
             task_id = str(task_id)
         if isinstance(task_id, str) and task_id:
-            return truncate_utf8(task_id, MAX_SHORT_STRING_BYTES)
+            return short_text(task_id)
     return fallback or None
 
 
@@ -191,7 +194,7 @@ class TaskRunner:
         trace_id: str | None,
     ) -> TaskRun:
         try:
-            data = json.loads(body)
+            data = decode_json(body)
         except RecursionError:
             return _undecodable(
                 message_id, attempt, "body is not valid JSON: nested too deeply to decode", trace_id
