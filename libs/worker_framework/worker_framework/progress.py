@@ -116,11 +116,11 @@ class LogReporter(ProgressReporter):
 
     def wants(self, status: TaskStatus) -> bool:
         """Whether the log keeps lines at the level for ``status`` (routine ones: usually not)."""
-        return is_enabled(self._level_for(status))
+        return is_enabled("INFO" if status in _NOTEWORTHY else self.routine_level)
 
     def report(self, update: ProgressUpdate) -> None:
         """Log the update bound to its task, at the level its status calls for."""
-        level = self._level_for(update.status)
+        level = "INFO" if update.status in _NOTEWORTHY else self.routine_level
         if not is_enabled(level):
             return  # the hot path of a busy worker: skip building a line nobody keeps
         details = [update.status.value]
@@ -141,6 +141,3 @@ class LogReporter(ProgressReporter):
 
     def close(self, timeout_s: float) -> None:
         """Nothing is buffered."""
-
-    def _level_for(self, status: TaskStatus) -> str:
-        return "INFO" if status in _NOTEWORTHY else self.routine_level

@@ -30,6 +30,8 @@ from worker_framework.worker import BaseWorker, TaskContext
 
 #: The task id shown for a message that names no task (neither a body ``id`` nor a message id).
 UNKNOWN_TASK_ID = "unknown"
+#: What ``json.loads`` uses when given no options.
+_JSON_DECODER = json.JSONDecoder()
 #: What ``json.loads`` raises on bad input: ValueError for malformed text, RecursionError for
 #: a body nested deeper than the interpreter's recursion limit (e.g. ``[[[[...``).
 JSON_ERRORS = (ValueError, RecursionError)
@@ -110,8 +112,9 @@ def _decoded_or_none(body: bytes) -> Any:
 def decode_json(body: bytes) -> Any:
     """``json.loads(body)``, skipping its encoding detection for the usual ``{"...`` object."""
     if body.startswith(b'{"'):
-        # Two non-zero bytes, no byte-order mark: json.loads would pick UTF-8 too.
-        return json.loads(body.decode("utf-8", "surrogatepass"))
+        # Two non-zero bytes, no byte-order mark: json.loads would decode it as UTF-8 too, and
+        # then hand it to the same default decoder.
+        return _JSON_DECODER.decode(body.decode("utf-8", "surrogatepass"))
     return json.loads(body)
 
 
