@@ -96,6 +96,11 @@ class TimingReporter(ProgressReporter):
         self._first_cpu = 0.0
         self._done = 0
 
+    def wants(self, status: TaskStatus) -> bool:
+        """The first start and every completion; else what the log reporter keeps (as a
+        worker's default reporter would, so the framework skips building the rest)."""
+        return self._first is None or status is TaskStatus.COMPLETED or self._log.wants(status)
+
     def report(self, update: ProgressUpdate) -> None:
         """Time the first start and the last completion (reported after the ack)."""
         now = time.perf_counter()

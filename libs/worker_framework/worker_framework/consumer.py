@@ -286,7 +286,7 @@ class Consumer:
                 attempt=message.attempt,
                 redelivered=message.redelivered,
                 message_id=message.message_id,
-                state=dict(message.state),
+                state=message.state,  # the task runner copies it for the task
                 trace=message.trace,
             )
         except Exception as error:  # noqa: BLE001 - an unsettled delivery would block the channel

@@ -199,12 +199,14 @@ def truncate_utf8(value: str, max_bytes: int) -> str:
 
 def short_text(value: Any) -> str | None:
     """A property value as text fit for an AMQP short string; None when absent or empty."""
+    if value.__class__ is str and 0 < len(value) <= MAX_SHORT_STRING_BYTES and value.isascii():
+        return value  # the usual id (checked first: four properties of every delivery)
+    if value is None:
+        return None
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="replace")
     if not isinstance(value, str) or not value:
         return None
-    if len(value) <= MAX_SHORT_STRING_BYTES and value.isascii():
-        return value  # the usual id: nothing to check further
     return truncate_utf8(value, MAX_SHORT_STRING_BYTES)
 
 

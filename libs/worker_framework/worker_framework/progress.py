@@ -30,7 +30,7 @@ class TaskStatus(str, enum.Enum):
     FAILED = "FAILED"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ProgressUpdate:
     """One status change of one task (``next_retry_at`` is timezone-aware UTC; ``trace_id`` the
     task's W3C trace id, 32 hex digits)."""
@@ -46,6 +46,36 @@ class ProgressUpdate:
     result: dict[str, Any] | None = None
     trace_id: str | None = None
 
+    # Written out rather than generated: the generated __init__ of a frozen dataclass sets each
+    # field through object.__setattr__, which made an update cost three times an unfrozen one,
+    # and one is built per task on each thread. Storing into the instance dict directly bypasses
+    # only the frozen __setattr__ (assignment still raises FrozenInstanceError). Keep the
+    # parameters in step with the fields above (a test compares them).
+    def __init__(
+        self,
+        task_id: str,
+        worker_type: str,
+        status: TaskStatus,
+        attempt: int | None = None,
+        progress: int | None = None,
+        current_step: str | None = None,
+        error_message: str | None = None,
+        next_retry_at: datetime | None = None,
+        result: dict[str, Any] | None = None,
+        trace_id: str | None = None,
+    ) -> None:
+        fields = self.__dict__
+        fields["task_id"] = task_id
+        fields["worker_type"] = worker_type
+        fields["status"] = status
+        fields["attempt"] = attempt
+        fields["progress"] = progress
+        fields["current_step"] = current_step
+        fields["error_message"] = error_message
+        fields["next_retry_at"] = next_retry_at
+        fields["result"] = result
+        fields["trace_id"] = trace_id
+
 
 class ProgressReporter(abc.ABC):
     """Where progress updates go. Implementations must not block for long and must not raise."""
@@ -57,6 +87,14 @@ class ProgressReporter(abc.ABC):
     @abc.abstractmethod
     def close(self, timeout_s: float) -> None:
         """Flush what is pending, giving up after ``timeout_s`` seconds."""
+
+    def wants(self, status: TaskStatus) -> bool:
+        """Whether :meth:`report` would keep an update of ``status`` (default: always).
+
+        The framework builds no update a reporter would drop: a reporter that discards some
+        (by log level, say) saves the per-task cost of building them by saying so here.
+        """
+        return True
 
 
 #: Statuses a person watching the log at INFO wants to see.
@@ -75,6 +113,10 @@ class LogReporter(ProgressReporter):
 
     def __init__(self, routine_level: str = "DEBUG") -> None:
         self.routine_level = routine_level
+
+    def wants(self, status: TaskStatus) -> bool:
+        """Whether the log keeps lines at the level for ``status`` (routine ones: usually not)."""
+        return is_enabled("INFO" if status in _NOTEWORTHY else self.routine_level)
 
     def report(self, update: ProgressUpdate) -> None:
         """Log the update bound to its task, at the level its status calls for."""

@@ -328,6 +328,9 @@ class Settlement:
 
     def _report_final(self, run: TaskRun) -> None:
         try:
+            status = self.runner.final_status(run)
+            if status is None or not self.reporter.wants(status):
+                return  # nothing to report it under, or the reporter would drop it: build none
             update = self.runner.final_update(run)
             if update is None:
                 return  # the message names no task: nothing to report it under

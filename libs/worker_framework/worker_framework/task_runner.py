@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from worker_framework.inbound import (
-    MAX_SHORT_STRING_BYTES,
-    MAX_STATE_BYTES,
-    short_text,
-    truncate_utf8,
-)
+from worker_framework.inbound import MAX_STATE_BYTES, short_text
 from worker_framework.logging import current_trace_id, redact
 from worker_framework.outcomes import Completed, DeadLettered, Outcome, RetryScheduled
 from worker_framework.progress import ProgressReporter, ProgressUpdate, TaskStatus
@@ -34,12 +30,14 @@ from worker_framework.worker import BaseWorker, TaskContext
 
 #: The task id shown for a message that names no task (neither a body ``id`` nor a message id).
 UNKNOWN_TASK_ID = "unknown"
+#: What ``json.loads`` uses when given no options.
+_JSON_DECODER = json.JSONDecoder()
 #: What ``json.loads`` raises on bad input: ValueError for malformed text, RecursionError for
 #: a body nested deeper than the interpreter's recursion limit (e.g. ``[[[[...``).
 JSON_ERRORS = (ValueError, RecursionError)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class TaskRun:
     """The outcome of one attempt at one task.
 
@@ -53,6 +51,22 @@ class TaskRun:
     outcome: Outcome
     identified: bool = True
     trace_id: str | None = None
+
+    # One per task: written out for the reason given at ProgressUpdate.__init__.
+    def __init__(
+        self,
+        task_id: str,
+        attempt: int,
+        outcome: Outcome,
+        identified: bool = True,
+        trace_id: str | None = None,
+    ) -> None:
+        fields = self.__dict__
+        fields["task_id"] = task_id
+        fields["attempt"] = attempt
+        fields["outcome"] = outcome
+        fields["identified"] = identified
+        fields["trace_id"] = trace_id
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -90,9 +104,18 @@ def run_for(
 
 def _decoded_or_none(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        return decode_json(body)
     except JSON_ERRORS:
         return None
+
+
+def decode_json(body: bytes) -> Any:
+    """``json.loads(body)``, skipping its encoding detection for the usual ``{"...`` object."""
+    if body.startswith(b'{"'):
+        # Two non-zero bytes, no byte-order mark: json.loads would decode it as UTF-8 too, and
+        # then hand it to the same default decoder.
+        return _JSON_DECODER.decode(body.decode("utf-8", "surrogatepass"))
+    return json.loads(body)
 
 
 def _task_id_of(data: Any, fallback: str | None) -> str | None:
@@ -102,7 +125,7 @@ def _task_id_of(data: Any, fallback: str | None) -> str | None:
         if isinstance(task_id, int) and not isinstance(task_id, bool):
             task_id = str(task_id)
         if isinstance(task_id, str) and task_id:
-            return truncate_utf8(task_id, MAX_SHORT_STRING_BYTES)
+            return short_text(task_id)
     return fallback or None
 
 
@@ -136,7 +159,7 @@ class TaskRunner:
         attempt: int,
         redelivered: bool,
         message_id: str | None = None,
-        state: dict[str, Any] | None = None,
+        state: Mapping[str, Any] | None = None,
         trace: TraceContext | None = None,
     ) -> TaskRun:
         """Decode and execute one task; never raises.
@@ -170,11 +193,11 @@ class TaskRunner:
         attempt: int,
         redelivered: bool,
         message_id: str | None,
-        state: dict[str, Any] | None,
+        state: Mapping[str, Any] | None,
         trace_id: str | None,
     ) -> TaskRun:
         try:
-            data = json.loads(body)
+            data = decode_json(body)
         except RecursionError:
             return _undecodable(
                 message_id, attempt, "body is not valid JSON: nested too deeply to decode", trace_id
@@ -204,7 +227,7 @@ class TaskRunner:
         attempt: int,
         redelivered: bool,
         identified: bool,
-        state: dict[str, Any],
+        state: Mapping[str, Any],
         trace_id: str | None,
     ) -> Outcome:
         # A task nobody can name gets no progress updates: they would create a phantom task.
@@ -219,21 +242,8 @@ class TaskRunner:
             state=dict(state),
             trace_id=trace_id,
         )
-        try:
-            step = self.worker.initial_step(task)
-        except Exception:  # noqa: BLE001 - a broken hook must not lose the task
-            step = "started"
-        reporter.report(
-            ProgressUpdate(
-                task_id,
-                self.worker_type,
-                TaskStatus.PROCESSING,
-                attempt=attempt,
-                progress=0,
-                current_step=step,
-                trace_id=trace_id,
-            )
-        )
+        if reporter.wants(TaskStatus.PROCESSING):
+            self._report_started(task, task_id, attempt, trace_id, reporter)
         try:
             result = self.worker.execute_task(task, ctx)
             if not isinstance(result, self._result_model):
@@ -249,6 +259,30 @@ class TaskRunner:
             ctx.logger.error("{}", message)
             return DeadLettered("ResultNotSerialisable", message)
         return Completed(result, data)
+
+    def _report_started(
+        self,
+        task: BaseModel,
+        task_id: str,
+        attempt: int,
+        trace_id: str | None,
+        reporter: ProgressReporter,
+    ) -> None:
+        try:
+            step = self.worker.initial_step(task)
+        except Exception:  # noqa: BLE001 - a broken hook must not lose the task
+            step = "started"
+        reporter.report(
+            ProgressUpdate(
+                task_id,
+                self.worker_type,
+                TaskStatus.PROCESSING,
+                attempt=attempt,
+                progress=0,
+                current_step=step,
+                trace_id=trace_id,
+            )
+        )
 
     def _failure(self, error: Exception, task: BaseModel, ctx: TaskContext) -> Outcome:
         if isinstance(error, ValidationError):
@@ -290,33 +324,48 @@ class TaskRunner:
         due = datetime.now(UTC) + timedelta(milliseconds=delay)
         return RetryScheduled(error_type, message, attempt + 1, base, delay, due)
 
+    def final_status(self, run: TaskRun) -> TaskStatus | None:
+        """The status :meth:`final_update` reports for ``run`` (None: it reports nothing)."""
+        if not run.identified:
+            return None
+        return _FINAL_STATUSES.get(type(run.outcome), TaskStatus.FAILED)
+
     def final_update(self, run: TaskRun) -> ProgressUpdate | None:
         """The status update to report once ``run``'s outcome is settled (None: report nothing,
         the message names no task)."""
         if not run.identified:
             return None
         outcome = run.outcome
-        common: dict[str, Any] = {
-            "task_id": run.task_id,
-            "worker_type": self.worker_type,
-            "attempt": run.attempt,
-            "trace_id": run.trace_id,
-        }
+        task_id, attempt, trace_id = run.task_id, run.attempt, run.trace_id
+        worker_type = self.worker_type
         if isinstance(outcome, Completed):
             return ProgressUpdate(
-                status=TaskStatus.COMPLETED, progress=100, result=outcome.result, **common
+                task_id,
+                worker_type,
+                TaskStatus.COMPLETED,
+                attempt,
+                progress=100,
+                result=outcome.result,
+                trace_id=trace_id,
             )
+        error_message = f"{outcome.error_type}: {outcome.error_message}"
         if isinstance(outcome, RetryScheduled):
             return ProgressUpdate(
-                status=TaskStatus.RETRY_SCHEDULED,
-                error_message=f"{outcome.error_type}: {outcome.error_message}",
+                task_id,
+                worker_type,
+                TaskStatus.RETRY_SCHEDULED,
+                attempt,
+                error_message=error_message,
                 next_retry_at=outcome.next_retry_at,
-                **common,
+                trace_id=trace_id,
             )
         return ProgressUpdate(
-            status=TaskStatus.FAILED,
-            error_message=f"{outcome.error_type}: {outcome.error_message}",
-            **common,
+            task_id,
+            worker_type,
+            TaskStatus.FAILED,
+            attempt,
+            error_message=error_message,
+            trace_id=trace_id,
         )
 
 
@@ -356,6 +405,9 @@ def _undecodable(
     outcome = DeadLettered("InvalidJSON", reason)
     return TaskRun(message_id or UNKNOWN_TASK_ID, attempt, outcome, bool(message_id), trace_id)
 
+
+#: The final status of each outcome (a dead letter: FAILED).
+_FINAL_STATUSES = {Completed: TaskStatus.COMPLETED, RetryScheduled: TaskStatus.RETRY_SCHEDULED}
 
 #: ``task.outcome`` of an attempt's span, as the metrics name outcomes.
 _OUTCOME_NAMES = {Completed: "completed", RetryScheduled: "retry_scheduled"}

@@ -91,6 +91,8 @@ class TaskContext:
 
     def progress(self, percent: int, step: str | None = None) -> None:
         """Report that the task is ``percent`` (0-100, clamped) done, optionally naming the step."""
+        if not self._reporter.wants(TaskStatus.PROCESSING):
+            return  # dropped anyway (a log reporter at DEBUG): skip building the update
         self._reporter.report(
             ProgressUpdate(
                 task_id=self.task_id,
