@@ -53,6 +53,9 @@ class _BoundedServer(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    #: The listen backlog (socketserver's default is 5): a burst of probes and scrapes waits
+    #: to be accepted, or closed, instead of having its connection attempts dropped.
+    request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], endpoint: MetricsServer) -> None:
         self.endpoint = endpoint
@@ -83,6 +86,10 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = REQUEST_TIMEOUT_S
     server_version = "worker"
     sys_version = ""
+
+    def setup(self) -> None:
+        self.timeout = self.server.endpoint.request_timeout_s
+        super().setup()
 
     def do_GET(self) -> None:  # the name http.server looks up
         path = self.path.split("?", 1)[0]
@@ -138,6 +145,7 @@ class MetricsServer:
         metrics: the worker's metrics and liveness stamp.
         ready: True while the worker is connected and consuming.
         liveness_timeout_s: ``WORKER_LIVENESS_TIMEOUT_S``.
+        request_timeout_s: how long a client may take to send its request.
     """
 
     def __init__(
@@ -147,12 +155,15 @@ class MetricsServer:
         metrics: ObservedWorker,
         ready: Callable[[], bool],
         liveness_timeout_s: float,
+        *,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
         self.host = host
         self.port = port
         self.metrics = metrics
         self._ready = ready
         self._liveness_timeout_s = liveness_timeout_s
+        self.request_timeout_s = request_timeout_s
         self._server: _BoundedServer | None = None
 
     def start(self) -> MetricsServer:
