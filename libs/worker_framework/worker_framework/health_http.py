@@ -88,8 +88,8 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def setup(self) -> None:
-        self.timeout = self.server.endpoint.request_timeout_s
         super().setup()
+        self.connection.settimeout(self.server.endpoint.request_timeout_s)
 
     def do_GET(self) -> None:  # the name http.server looks up
         path = self.path.split("?", 1)[0]
