@@ -243,26 +243,26 @@ def run_workers(
     }
 
 
-def stored_updates(database_url: str, queue_prefix: str) -> int:
-    """History rows of a run's tasks: the updates task-api stored (after coalescing)."""
-    query = "SELECT COUNT(*) FROM task_api_history WHERE task_id LIKE "
+def _count_of_run(database_url: str, query: str, queue_prefix: str) -> int:
+    """``query`` (a COUNT ending in ``LIKE``) over the rows of one run's tasks."""
     if database_url.startswith("sqlite:///"):
         with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
-            return int(conn.execute(query + "?", (queue_prefix + "-%",)).fetchone()[0])
+            return int(conn.execute(query + " ?", (queue_prefix + "-%",)).fetchone()[0])
     with psycopg.connect(database_url) as conn:
-        row = conn.execute(query + "%s", (queue_prefix + "-%",)).fetchone()
+        row = conn.execute(query + " %s", (queue_prefix + "-%",)).fetchone()
         return int(row[0]) if row else 0
+
+
+def stored_updates(database_url: str, queue_prefix: str) -> int:
+    """History rows of a run's tasks: the updates task-api stored (after coalescing)."""
+    query = "SELECT COUNT(*) FROM task_api_history WHERE task_id LIKE"
+    return _count_of_run(database_url, query, queue_prefix)
 
 
 def completed_in_store(database_url: str, queue_prefix: str) -> int:
     """Tasks of a run recorded as COMPLETED (read from the database itself)."""
-    query = "SELECT COUNT(*) FROM task_api_tasks WHERE status = 'COMPLETED' AND id LIKE "
-    if database_url.startswith("sqlite:///"):
-        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
-            return int(conn.execute(query + "?", (queue_prefix + "-%",)).fetchone()[0])
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(query + "%s", (queue_prefix + "-%",)).fetchone()
-        return int(row[0]) if row else 0
+    query = "SELECT COUNT(*) FROM task_api_tasks WHERE status = 'COMPLETED' AND id LIKE"
+    return _count_of_run(database_url, query, queue_prefix)
 
 
 def measure_backend(args: argparse.Namespace, backend: str, workdir: Path) -> dict[str, Any]:
