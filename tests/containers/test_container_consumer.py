@@ -8,11 +8,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from containers.container_support import (
     FAST_HEALTH_PROBE,
-    BrokerRelay,
     HeldRequestServer,
     running,
     worker_env,
 )
+from worker_framework.tcp_relay import TcpRelay
 from worker_framework.testing import amqp_url, wait_for
 
 WELCOME = Path("apps/email-service/examples/welcome.json")
@@ -72,12 +72,11 @@ def test_docker_stop_during_a_task_exits_0_and_returns_the_task_to_the_queue(
 
 def test_health_probe_passes_while_running_and_fails_when_the_broker_goes(image, worker_queue):
     broker = urlsplit(amqp_url())
-    relay = BrokerRelay((broker.hostname or "127.0.0.1", broker.port or 5672))
     credentials = f"{broker.username}:{broker.password}@" if broker.username else ""
-    through_relay = urlunsplit(
-        (broker.scheme, f"{credentials}127.0.0.1:{relay.port}", broker.path, broker.query, "")
-    )
-    try:
+    with TcpRelay((broker.hostname or "127.0.0.1", broker.port or 5672)) as relay:
+        through_relay = urlunsplit(
+            (broker.scheme, f"{credentials}127.0.0.1:{relay.port}", broker.path, broker.query, "")
+        )
         with running(
             image("email-service"),
             env=worker_env(worker_queue, through_relay),
@@ -95,5 +94,3 @@ def test_health_probe_passes_while_running_and_fails_when_the_broker_goes(image,
                 message="unhealthy",
             )
             assert worker.exec("/opt/app/pex", "healthcheck").returncode != 0
-    finally:
-        relay.cut()

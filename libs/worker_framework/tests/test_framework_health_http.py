@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 import pytest
 from framework_probe_worker import ProbeWorker
 from metrics_scrape import http_get, labels_of, metered, sample, scrape
-from tcp_relay import TcpRelay
 from worker_framework.health_http import MAX_CONNECTIONS
+from worker_framework.tcp_relay import TcpRelay
 from worker_framework.testing import amqp_url, wait_for
 
 #: Short, so the tests see a stuck loop quickly; the loop turns every 0.2 s when healthy.

@@ -1,4 +1,4 @@
-"""A TCP relay a test owns: forwards a local port to the broker, and can be cut and restored.
+"""For tests: a TCP relay a test owns, from a local port to the broker, cut and restored at will.
 
 Cutting it drops every relayed connection and refuses new ones, as a network partition
 between a worker and its broker would, without touching the broker everyone shares.
