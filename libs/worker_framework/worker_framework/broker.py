@@ -152,8 +152,14 @@ class BrokerConnection:
             if connection_name:
                 params.client_properties = {"connection_name": connection_name}
             parameters.append(params)
-        with _translated(f"connecting to {describe_nodes(urls)}"):
-            return cls(pika.BlockingConnection(parameters))
+        action = f"connecting to {describe_nodes(urls)}"
+        with _translated(action):
+            try:
+                return cls(pika.BlockingConnection(parameters))
+            except ValueError as error:
+                # pika lets this escape when the peer closes the socket between the TCP connect
+                # and its first use ("Expected connected socket"): a lost connection, not a bug.
+                raise BrokerUnavailable(f"{action}: {redact(repr(error))}") from error
 
     # -- state ---------------------------------------------------------------------------------
 
