@@ -94,6 +94,7 @@ class TimingReporter(ProgressReporter):
         self._lock = threading.Lock()
         self._first: float | None = None
         self._first_cpu = 0.0
+        self._first_switches = 0
         self._done = 0
 
     def wants(self, status: TaskStatus) -> bool:
@@ -109,6 +110,7 @@ class TimingReporter(ProgressReporter):
             if self._first is None:
                 self._first = now
                 self._first_cpu = time.process_time()
+                self._first_switches = thread_switches()
             if update.status is TaskStatus.COMPLETED:
                 self._done += 1
                 if self._done == self._expected:
@@ -121,12 +123,31 @@ class TimingReporter(ProgressReporter):
                                 # CPU of the whole process (every thread): steadier than the
                                 # rate on a machine shared with other work.
                                 "cpu_seconds": time.process_time() - self._first_cpu,
+                                "switches": thread_switches() - self._first_switches,
                             }
                         ),
                     )
 
     def close(self, timeout_s: float) -> None:
         """Nothing buffered."""
+
+
+def thread_switches() -> int:
+    """Voluntary context switches of every thread of this process so far.
+
+    A thread switches voluntarily when it blocks: waiting for the GIL, for a job, or in
+    ``epoll``. Each hand-off between the I/O thread and a task thread costs such switches.
+    """
+    total = 0
+    for status in Path("/proc/self/task").glob("*/status"):
+        try:
+            text = status.read_text()
+        except FileNotFoundError:  # a thread that just ended
+            continue
+        for line in text.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+    return total
 
 
 def serve_framework(queue: str, prefetch: int, expected: int, result_file: Path) -> None:
@@ -149,16 +170,24 @@ def serve_raw(url: str, queue: str, prefetch: int, expected: int, result_file: P
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()
     channel.basic_qos(prefetch_count=prefetch)
-    state: dict[str, Any] = {"first": None, "count": 0}
+    state: dict[str, Any] = {"first": None, "first_cpu": 0.0, "first_switches": 0, "count": 0}
 
     def on_message(ch: Any, method: Any, _properties: Any, _body: bytes) -> None:
         if state["first"] is None:
             state["first"] = time.perf_counter()
+            state["first_cpu"] = time.process_time()
+            state["first_switches"] = thread_switches()
         ch.basic_ack(method.delivery_tag)
         state["count"] += 1
         if state["count"] == expected:
             seconds = time.perf_counter() - state["first"]
-            write_atomically(result_file, json.dumps({"count": expected, "seconds": seconds}))
+            result = {
+                "count": expected,
+                "seconds": seconds,
+                "cpu_seconds": time.process_time() - state["first_cpu"],
+                "switches": thread_switches() - state["first_switches"],
+            }
+            write_atomically(result_file, json.dumps(result))
             ch.stop_consuming()
 
     channel.basic_consume(queue, on_message)
@@ -262,19 +291,23 @@ def measure(
             client.delete_worker_queues(bench_settings(args, queue))
         if left:
             raise SystemExit(f"{role} consumer left {left} messages unacknowledged")
-    if "cpu_seconds" in result:
-        cpu_per_message_us.setdefault(label(role, metrics), []).append(
-            result["cpu_seconds"] / result["count"] * 1e6
-        )
+    cpu_per_message_us.setdefault(label(role, metrics), []).append(
+        result["cpu_seconds"] / result["count"] * 1e6
+    )
+    switches_per_message.setdefault(label(role, metrics), []).append(
+        result["switches"] / result["count"]
+    )
     return result["count"] / result["seconds"], peak
 
 
-#: CPU microseconds per message of each framework round, by kind (see ``label``).
+#: CPU microseconds per message of each round, by kind (see ``label``).
 cpu_per_message_us: dict[str, list[float]] = {}
+#: Voluntary context switches per message of each round (all threads), by kind.
+switches_per_message: dict[str, list[float]] = {}
 
 
 def label(role: str, metrics: bool) -> str:
-    """``framework`` or ``framework_metrics``: the kind of a round, in the figures."""
+    """``raw``, ``framework`` or ``framework_metrics``: the kind of a round, in the figures."""
     return f"{role}_metrics" if metrics else role
 
 
@@ -400,12 +433,18 @@ def main() -> None:
         "worker_idle_rss_mb": round(idle, 1),
         "worker_peak_rss_mb": round(max(peaks), 1),
     }
+    cpu = {kind: statistics.median(values) for kind, values in cpu_per_message_us.items()}
+    switches = {kind: statistics.median(values) for kind, values in switches_per_message.items()}
+    # Where the time goes: CPU (every thread, first message to last) and how often the
+    # process's threads blocked, per message. Wall time above CPU is waiting (for the broker).
+    figures["raw_pika_cpu_us_per_msg"] = round(cpu["raw"], 1)
+    figures["framework_cpu_us_per_msg"] = round(cpu["framework"], 1)
+    figures["raw_pika_switches_per_msg"] = round(switches["raw"], 3)
+    figures["framework_switches_per_msg"] = round(switches["framework"], 3)
     if args.metrics:
         metered_rate = statistics.median(metered_rates)
         figures["framework_metrics_msgs_per_s"] = round(metered_rate, 1)
         figures["metrics_overhead"] = round(1 - metered_rate / framework_rate, 3)
-        cpu = {kind: statistics.median(values) for kind, values in cpu_per_message_us.items()}
-        figures["framework_cpu_us_per_msg"] = round(cpu["framework"], 1)
         figures["framework_metrics_cpu_us_per_msg"] = round(cpu["framework_metrics"], 1)
         figures["metrics_cpu_overhead"] = round(1 - cpu["framework"] / cpu["framework_metrics"], 3)
     print(json.dumps(figures))
