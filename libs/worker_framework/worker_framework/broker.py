@@ -134,6 +134,8 @@ class BrokerConnection:
         self._consumer_tag: str | None = None
         self._reader: BlockingChannel | None = None
         self.consumer_cancelled_by_broker = False
+        #: The pending timer of :meth:`wait_for_events`, if one is armed.
+        self._tick: object | None = None
 
     @classmethod
     def connect(
@@ -340,6 +342,23 @@ class BrokerConnection:
         """Service the connection (heartbeats, deliveries, callbacks) for up to ``time_limit`` s."""
         with _translated("servicing connection"):
             self._connection.process_data_events(time_limit=time_limit)
+
+    def wait_for_events(self, tick_s: float) -> None:
+        """Service the connection until something is dispatched, or at most ``tick_s`` s.
+
+        Returns after a delivery, a :meth:`call_soon_threadsafe` callback or a broker event
+        has been handled, and at least every ``tick_s``. Unlike ``process_events``, which
+        arms and cancels a timer on every call (pika keeps cancelled timers in its heap, whose
+        comparisons are Python calls), one timer serves every call until it fires: the
+        consuming loop turns several thousand times a second under load.
+        """
+        if self._tick is None:
+            self._tick = self._connection.call_later(tick_s, self._tick_fired)
+        with _translated("servicing connection"):
+            self._connection.process_data_events(time_limit=None)
+
+    def _tick_fired(self) -> None:
+        self._tick = None
 
     def call_soon_threadsafe(self, callback: Callable[[], None]) -> bool:
         """Run ``callback`` on the connection's thread; False if the connection is closed."""

@@ -67,7 +67,8 @@ from worker_framework.tracing import NO_TRACER, Tracer
 from worker_framework.worker import BaseWorker
 
 #: How long one pass of the I/O loop may block: bounds how fast a stop request or a task time
-#: limit is noticed, while deliveries and settlements wake the loop at once.
+#: limit is noticed, while deliveries and settlements wake the loop at once (one timer per
+#: tick, not one per pass: see ``BrokerConnection.wait_for_events``).
 LOOP_TICK_S = 0.2
 #: How often a reconnect wait checks for a stop request.
 STOP_POLL_S = 0.1
@@ -198,7 +199,7 @@ class Consumer:
             self.settings.worker_concurrency,
         )
         while not self._stop_requested:
-            connection.process_events(LOOP_TICK_S)
+            connection.wait_for_events(LOOP_TICK_S)
             self._metrics.loop_turned(connection)
             self._settle_finished()
             self._settlement.retry_refused()
