@@ -2,11 +2,19 @@
 
     ./pants package apps::
     ./pants run bench/pex_startup.py -- --runs 5
+    ./pants run bench/pex_startup.py -- --runs 3 --compare /tmp/other-dist   # interleaved
 
-For every `dist/apps.<name>/<name>.pex`: its size, the wall time of `<pex> --help` with a cold
-PEX_ROOT (first run: the PEX unpacks itself) and warm (later runs), and for email-service the time
-from process start to its first consumed task (an example task enqueued in a fresh queue on the
-local RabbitMQ, delivered to the outbox). Prints a table, then one JSON object as the last line.
+For every `dist/apps.<name>/<name>.pex`: its size, its execution mode (`venv` or `zipapp`, from
+its PEX-INFO), the wall time of `<pex> --help` with a cold PEX_ROOT (first run: the PEX unpacks
+itself, or installs itself into a venv) and warm (later runs), the time to merely extract the
+PEX's files for this machine (its sources and this CPU's wheels) into a fresh folder (the floor
+of a cold start, which writes at least those), and for email-service the time from process
+start to its first consumed task (an example task enqueued in a fresh queue on the local
+RabbitMQ, delivered to the outbox). With `--compare DIR`, the PEX files of another `dist/` (say
+a build with the other execution mode) are measured in the same run, alternating with this
+one's run by run. The interpreter is resolved to its real executable (a pyenv shim is a shell
+script that would add its own start-up to every figure) and printed.
+Prints a table, then one JSON object as the last line.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import statistics
 import subprocess
@@ -21,6 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
+import zipfile
 from pathlib import Path
 
 from worker_framework.settings import WorkerSettings, load_settings
@@ -34,6 +44,47 @@ def _pex_paths(dist: Path) -> dict[str, Path]:
     return {path.stem: path.resolve() for path in sorted(dist.glob("apps.*/*.pex"))}
 
 
+def _real_python(candidate: str) -> str:
+    """The interpreter `candidate` really runs (a pyenv shim or a symlink resolved)."""
+    found = shutil.which(candidate) or candidate
+    completed = subprocess.run(
+        [found, "-c", "import sys; print(sys.executable)"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return completed.stdout.strip()
+
+
+def _execution_mode(pex: Path) -> str:
+    with zipfile.ZipFile(pex) as archive:
+        info = json.loads(archive.read("PEX-INFO"))
+    return "venv" if info.get("venv") else "zipapp"
+
+
+def _for_this_machine(entry: str) -> bool:
+    """False for the files of a wheel built for another CPU (the PEX carries x86_64 and aarch64)."""
+    if not entry.startswith(".deps/"):
+        return True
+    wheel = entry.split("/")[1]
+    others = {"x86_64", "aarch64"} - {platform.machine()}
+    return not any(arch in wheel for arch in others)
+
+
+def _unzip_time(pex: Path) -> tuple[float, float]:
+    """Seconds to extract the PEX's files for this machine into a fresh folder, and their MB.
+
+    What a cold start cannot avoid: it writes at least these files under PEX_ROOT.
+    """
+    with tempfile.TemporaryDirectory() as target, zipfile.ZipFile(pex) as archive:
+        members = [info for info in archive.infolist() if _for_this_machine(info.filename)]
+        started = time.perf_counter()
+        for member in members:
+            archive.extract(member, target)
+        elapsed = time.perf_counter() - started
+    return elapsed, sum(member.file_size for member in members) / 1_000_000
+
+
 def _timed_help(pex: Path, python: str, pex_root: Path) -> float:
     env = {"PATH": os.environ.get("PATH", ""), "PEX_ROOT": str(pex_root)}
     started = time.perf_counter()
@@ -41,14 +92,10 @@ def _timed_help(pex: Path, python: str, pex_root: Path) -> float:
     return time.perf_counter() - started
 
 
-def _help_times(pex: Path, python: str, runs: int) -> tuple[float, float]:
-    cold: list[float] = []
-    warm: list[float] = []
-    for _ in range(runs):
-        with tempfile.TemporaryDirectory() as root:
-            cold.append(_timed_help(pex, python, Path(root)))
-            warm.append(_timed_help(pex, python, Path(root)))
-    return statistics.median(cold), statistics.median(warm)
+def _help_times(pex: Path, python: str) -> tuple[float, float]:
+    """One cold and one warm `--help`, in a fresh PEX_ROOT."""
+    with tempfile.TemporaryDirectory() as root:
+        return _timed_help(pex, python, Path(root)), _timed_help(pex, python, Path(root))
 
 
 def _first_task_time(pex: Path, python: str, example: Path, amqp_url: str) -> float:
@@ -88,44 +135,91 @@ def _first_task_time(pex: Path, python: str, example: Path, amqp_url: str) -> fl
     return elapsed
 
 
+def _measure(
+    variants: dict[str, dict[str, Path]], python: str, runs: int, amqp_url: str
+) -> dict[str, dict[str, dict[str, object]]]:
+    """Medians per variant and app; the variants alternate within each run."""
+    samples: dict[str, dict[str, dict[str, list[float]]]] = {
+        variant: {name: {} for name in pexes} for variant, pexes in variants.items()
+    }
+    example = Path("apps/email-service/examples/welcome.json").resolve()
+    for _ in range(runs):
+        for variant, pexes in variants.items():
+            for name, pex in pexes.items():
+                cold, warm = _help_times(pex, python)
+                row = samples[variant][name]
+                row.setdefault("help_cold_s", []).append(cold)
+                row.setdefault("help_warm_s", []).append(warm)
+                unzip_s, unzipped_mb = _unzip_time(pex)
+                row.setdefault("unzip_s", []).append(unzip_s)
+                row.setdefault("unzipped_mb", []).append(unzipped_mb)
+                if name == "email-service":
+                    row.setdefault("first_task_s", []).append(
+                        _first_task_time(pex, python, example, amqp_url)
+                    )
+    figures: dict[str, dict[str, dict[str, object]]] = {}
+    for variant, pexes in variants.items():
+        figures[variant] = {}
+        for name, pex in pexes.items():
+            figures[variant][name] = {
+                "mode": _execution_mode(pex),
+                "size_mb": round(pex.stat().st_size / 1_000_000, 1),
+                **{
+                    key: round(statistics.median(values), 2)
+                    for key, values in samples[variant][name].items()
+                },
+            }
+    return figures
+
+
 def main() -> None:
     """Measure and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dist", type=Path, default=Path("dist"), help="where `package` wrote")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="OTHER_DIST",
+        help="another dist/ (e.g. a zipapp build) measured in the same run, interleaved",
+    )
     parser.add_argument("--runs", type=int, default=3, help="repetitions; medians are reported")
-    parser.add_argument("--python", default=shutil.which("python3.11") or sys.executable)
+    parser.add_argument(
+        "--python",
+        default="python3.11" if shutil.which("python3.11") else sys.executable,
+        help="CPython 3.11 to run the PEX files with (resolved to its real executable)",
+    )
     parser.add_argument(
         "--amqp-url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
     )
     args = parser.parse_args()
 
-    pexes = _pex_paths(args.dist)
-    if not pexes:
+    variants = {"dist": _pex_paths(args.dist)}
+    if not variants["dist"]:
         parser.error(f"no PEX files under {args.dist}/apps.*/: run `./pants package apps::` first")
-    figures: dict[str, dict[str, float]] = {}
-    for name, pex in pexes.items():
-        cold, warm = _help_times(pex, args.python, args.runs)
-        figures[name] = {
-            "size_mb": round(pex.stat().st_size / 1_000_000, 1),
-            "help_cold_s": round(cold, 2),
-            "help_warm_s": round(warm, 2),
-        }
-    if "email-service" in pexes:
-        example = Path("apps/email-service/examples/welcome.json").resolve()
-        times = [
-            _first_task_time(pexes["email-service"], args.python, example, args.amqp_url)
-            for _ in range(args.runs)
-        ]
-        figures["email-service"]["first_task_s"] = round(statistics.median(times), 2)
+    if args.compare is not None:
+        variants["compare"] = _pex_paths(args.compare)
+        if not variants["compare"]:
+            parser.error(f"no PEX files under {args.compare}/apps.*/")
+    python = _real_python(args.python)
+    print(f"python: {python} (from {args.python})")
+    figures = _measure(variants, python, args.runs, args.amqp_url)
 
-    print(f"{'app':<16}{'size MB':>9}{'--help cold s':>15}{'--help warm s':>15}{'1st task s':>12}")
-    for name, row in figures.items():
-        first = f"{row['first_task_s']:.2f}" if "first_task_s" in row else "-"
-        print(
-            f"{name:<16}{row['size_mb']:>9.1f}{row['help_cold_s']:>15.2f}"
-            f"{row['help_warm_s']:>15.2f}{first:>12}"
-        )
-    print(json.dumps(figures, sort_keys=True))
+    print(
+        f"{'variant':<9}{'app':<16}{'mode':<8}{'size MB':>9}{'unzipped MB':>13}{'unzip s':>9}"
+        f"{'--help cold s':>15}{'--help warm s':>15}{'1st task s':>12}"
+    )
+    for name in variants["dist"]:
+        for variant in variants:
+            row = figures[variant].get(name)
+            if row is None:
+                continue
+            first = f"{row['first_task_s']:.2f}" if "first_task_s" in row else "-"
+            print(
+                f"{variant:<9}{name:<16}{row['mode']:<8}{row['size_mb']:>9.1f}"
+                f"{row['unzipped_mb']:>13.1f}{row['unzip_s']:>9.2f}{row['help_cold_s']:>15.2f}"
+                f"{row['help_warm_s']:>15.2f}{first:>12}"
+            )
+    print(json.dumps({"python": python, **figures}, sort_keys=True))
 
 
 if __name__ == "__main__":

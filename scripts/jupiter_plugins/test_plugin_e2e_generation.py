@@ -16,6 +16,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -206,6 +207,10 @@ def test_generated_workers_lint_check_test_and_package_then_remove_cleanly(
         "apps/e2e-page-reader::",
     )
     assert built.returncode == 0, built.stdout + built.stderr[-20000:]
+    for name in (LONG_NAME, "e2e-page-reader"):
+        # apps/BUILD's defaults reach a generated app: its PEX starts from a venv, not a zipapp.
+        with zipfile.ZipFile(build_root / "dist" / f"apps.{name}" / f"{name}.pex") as pex:
+            assert json.loads(pex.read("PEX-INFO"))["venv"] is True
     check_compose_services(build_root, (LONG_NAME, "e2e-page-reader"))
     if docker_engine_answers():
         # The basic worker's example needs no network (the scraper's fetches a web page).
