@@ -79,7 +79,8 @@ def test_the_worker_uses_the_framework_api_with_the_derived_names(template_type:
         "shutdown",
     ):
         assert f"    def {hook}(" in worker
-    assert "run_worker(PdfRenderWorker)" in files["src/pdf_render/main.py"].decode()
+    main = files["src/pdf_render/main.py"].decode()
+    assert '"pdf_render.worker:PdfRenderWorker",\n        prog_name="pdf-render",' in main
 
 
 @pytest.mark.parametrize("template_type", TEMPLATE_TYPES)

@@ -10,8 +10,21 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 from email_service import main as email_service_main
+from email_service.worker import EmailWorker
 from email_smtp_server import SMTP_PASSWORD, SMTP_USER, ServerFactory
 from shared_utils.child_process import inherited_pythonpath
+from worker_framework.testing_processes import modules_imported_by
+
+#: What ``--help`` needs none of: the framework's commands and settings, and what they import.
+NOT_NEEDED_FOR_HELP = {
+    "pydantic",
+    "loguru",
+    "pika",
+    "requests",
+    "jinja2",
+    "worker_framework.cli",
+    "worker_framework.settings",
+}
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -134,3 +147,19 @@ def test_a_username_without_a_password_is_refused_at_start(tmp_path: Path) -> No
     )
     assert completed.returncode == 2
     assert b"SMTP_PASSWORD" in completed.stderr
+
+
+def test_help_names_the_worker_and_its_queue_without_importing_them_or_the_framework() -> None:
+    by_name = f"from {email_service_main.__name__} import main; main()"
+    by_class = (
+        "from worker_framework import run_worker; "
+        f"from {EmailWorker.__module__} import EmailWorker; "
+        "run_worker(EmailWorker)"
+    )
+    completed, imported = modules_imported_by(by_name, "--help")
+
+    assert completed.returncode == 0, completed.stderr
+    # As the class itself gives it: its name, its default_queue as the program name.
+    assert completed.stdout == modules_imported_by(by_class, "--help")[0].stdout
+    assert "Usage: email-service [OPTIONS]" in completed.stdout
+    assert not imported & {*NOT_NEEDED_FOR_HELP, EmailWorker.__module__}

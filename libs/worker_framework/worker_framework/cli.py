@@ -1,13 +1,14 @@
 """The command line of every worker: ``run``, ``run-task``, ``enqueue``, ``dlq``, ``healthcheck``.
 
-An app's ``main.py`` is ``def main() -> None: run_worker(MyWorker)``. Exit codes: 0 success;
+An app's ``main()`` runs them with ``worker_framework.launcher.run_worker``. Exit codes: 0 success;
 1 failure (task failed, broker unreachable, queue missing); 2 invalid input or configuration
 (bad setting, bad file, bad option), with one line on stderr saying what is wrong.
 
 The commands are plain module-level click functions (the ``dlq`` group is in
 ``worker_framework.dlq_commands``); each receives the one :class:`WorkerApp` that
-:func:`build_cli` binds to the worker class. Modules that load pika or requests are
-imported inside the commands that use them, so ``--help`` starts fast.
+:func:`start` binds to the worker class. The group around them
+(``worker_framework.launcher``) imports this module only when a command runs, and modules
+that load pika or requests are imported inside the commands that use them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import IO, TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from worker_framework.command_context import (
 )
 from worker_framework.dlq_commands import dlq
 from worker_framework.errors import TooManyAbandonedThreads, TopologyMismatch
+from worker_framework.launcher import build_cli, run_worker
 from worker_framework.progress import LogReporter
 from worker_framework.settings import WorkerSettings
 from worker_framework.tracing import (
@@ -48,7 +50,15 @@ if TYPE_CHECKING:
     from worker_framework.broker import BrokerConnection
     from worker_framework.worker import BaseWorker
 
-__all__ = ["REPORTER_CLOSE_TIMEOUT_S", "WorkerApp", "build_cli", "make_reporter", "run_worker"]
+__all__ = [
+    "COMMANDS",
+    "REPORTER_CLOSE_TIMEOUT_S",
+    "WorkerApp",
+    "build_cli",
+    "make_reporter",
+    "run_worker",
+    "start",
+]
 
 
 @click.command(short_help="Consume tasks until SIGTERM/SIGINT (the default).")
@@ -256,35 +266,13 @@ def healthcheck(app: WorkerApp) -> None:
     click.echo(f"ok: broker reachable, queue {app.queue!r} exists")
 
 
-def _starter(worker_cls: type[BaseWorker[Any, Any]]) -> Callable[[], None]:
-    @click.pass_context
-    def start(ctx: click.Context) -> None:
-        # One WorkerApp per invocation: settings are read when a command runs, not at import.
-        ctx.obj = WorkerApp(worker_cls)
-        if ctx.invoked_subcommand is None:
-            ctx.invoke(run)
-
-    return start
+def start(ctx: click.Context, worker_cls: type[BaseWorker[Any, Any]]) -> None:
+    """The group's own step before any command: one :class:`WorkerApp` for the invocation
+    (settings are read when a command runs, not here); ``run`` when no command is given."""
+    ctx.obj = WorkerApp(worker_cls)
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(run)
 
 
-#: Every command, in the order ``--help`` lists them.
+#: Every command; ``--help`` lists them by name, with ``launcher.COMMAND_SUMMARIES``.
 COMMANDS: list[click.Command] = [run, run_task, enqueue, dlq, healthcheck]
-
-
-def build_cli(worker_cls: type[BaseWorker[Any, Any]]) -> click.Group:
-    """The click group for ``worker_cls``: the module's commands sharing one :class:`WorkerApp`."""
-    return click.Group(
-        name=getattr(worker_cls, "default_queue", None),
-        commands=COMMANDS,
-        callback=_starter(worker_cls),
-        invoke_without_command=True,
-        help=f"{worker_cls.__name__}: consume tasks from RabbitMQ (default command: run). "
-        "Configured by environment variables (AMQP_URL, WORKER_QUEUE, WORKER_PREFETCH, ...).",
-    )
-
-
-def run_worker(worker_cls: type[BaseWorker[Any, Any]]) -> None:
-    """Run the command line for ``worker_cls`` (the whole ``main()`` of a worker app)."""
-    build_cli(worker_cls)(
-        prog_name=worker_cls.default_queue if hasattr(worker_cls, "default_queue") else None
-    )

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 MAX_LISTED_CHARS = 1000
 
 
-@click.group()
+@click.group(short_help="Inspect, replay or purge the dead-letter queue.")
 def dlq() -> None:
     """Inspect, replay or purge the dead-letter queue."""
 

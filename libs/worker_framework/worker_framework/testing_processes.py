@@ -46,6 +46,33 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def modules_imported_by(
+    code: str, *args: str, **env: str
+) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run ``python -c code *args`` to its end (environment: :func:`subprocess_env` plus
+    ``env``); the completed process and every module in its ``sys.modules`` at exit.
+
+    ``sys.modules``, not ``-X importtime``: that one misses modules imported by
+    ``importlib.import_module``, as the framework's lazy names are.
+    """
+    with tempfile.TemporaryDirectory(prefix="modules-") as folder:
+        listing = os.path.join(folder, "modules")
+        at_exit = (
+            "import atexit, sys\n"
+            f"atexit.register(lambda: open({listing!r}, 'w').write('\\n'.join(sys.modules)))\n"
+        )
+        completed = subprocess.run(
+            [sys.executable, "-c", at_exit + code, *args],
+            env=subprocess_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        with open(listing) as modules:
+            return completed, set(modules.read().split())
+
+
 class WorkerProcess:
     """Runs ``entry_point`` (``"package.module:function"``, usually ``app.main:main``) in a
     subprocess with the given CLI ``args`` and environment overrides. Its stderr (the log) is
