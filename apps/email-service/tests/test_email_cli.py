@@ -13,18 +13,10 @@ from email_service import main as email_service_main
 from email_service.worker import EmailWorker
 from email_smtp_server import SMTP_PASSWORD, SMTP_USER, ServerFactory
 from shared_utils.child_process import inherited_pythonpath
-from worker_framework.testing_processes import modules_imported_by
+from worker_framework import testing_processes
 
 #: What ``--help`` needs none of: the framework's commands and settings, and what they import.
-NOT_NEEDED_FOR_HELP = {
-    "pydantic",
-    "loguru",
-    "pika",
-    "requests",
-    "jinja2",
-    "worker_framework.cli",
-    "worker_framework.settings",
-}
+NOT_NEEDED_FOR_HELP = {*testing_processes.NOT_NEEDED_FOR_HELP, "jinja2"}
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -150,16 +142,12 @@ def test_a_username_without_a_password_is_refused_at_start(tmp_path: Path) -> No
 
 
 def test_help_names_the_worker_and_its_queue_without_importing_them_or_the_framework() -> None:
-    by_name = f"from {email_service_main.__name__} import main; main()"
-    by_class = (
-        "from worker_framework import run_worker; "
-        f"from {EmailWorker.__module__} import EmailWorker; "
-        "run_worker(EmailWorker)"
+    completed, imported, by_class = testing_processes.help_by_name_and_by_class(
+        email_service_main.__name__, f"{EmailWorker.__module__}:EmailWorker"
     )
-    completed, imported = modules_imported_by(by_name, "--help")
 
     assert completed.returncode == 0, completed.stderr
     # As the class itself gives it: its name, its default_queue as the program name.
-    assert completed.stdout == modules_imported_by(by_class, "--help")[0].stdout
+    assert completed.stdout == by_class
     assert "Usage: email-service [OPTIONS]" in completed.stdout
     assert not imported & {*NOT_NEEDED_FOR_HELP, EmailWorker.__module__}

@@ -7,7 +7,7 @@ import sys
 from scraper_anses import main as scraper_main
 from scraper_anses.worker import ScraperWorker
 from worker_framework.testing import subprocess_env
-from worker_framework.testing_processes import modules_imported_by
+from worker_framework.testing_processes import NOT_NEEDED_FOR_HELP, help_by_name_and_by_class
 
 # Imported above, not only named here, so that Pants ships the module to the test sandbox.
 ENTRY_POINT = (
@@ -16,14 +16,6 @@ ENTRY_POINT = (
 
 
 #: What ``--help`` needs none of: the framework's commands and settings, and what they import.
-NOT_NEEDED_FOR_HELP = {
-    "pydantic",
-    "loguru",
-    "pika",
-    "requests",
-    "worker_framework.cli",
-    "worker_framework.settings",
-}
 
 
 def run_task(site, task: dict[str, str], tmp_path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -90,16 +82,12 @@ def test_invalid_setting_exits_2_naming_the_variable(site, tmp_path):
 
 
 def test_help_names_the_worker_and_its_queue_without_importing_them_or_the_framework():
-    by_name = f"from {scraper_main.__name__} import main; main()"
-    by_class = (
-        "from worker_framework import run_worker; "
-        f"from {ScraperWorker.__module__} import ScraperWorker; "
-        "run_worker(ScraperWorker)"
+    completed, imported, by_class = help_by_name_and_by_class(
+        scraper_main.__name__, f"{ScraperWorker.__module__}:ScraperWorker"
     )
-    completed, imported = modules_imported_by(by_name, "--help")
 
     assert completed.returncode == 0, completed.stderr
     # As the class itself gives it: its name, its default_queue as the program name.
-    assert completed.stdout == modules_imported_by(by_class, "--help")[0].stdout
+    assert completed.stdout == by_class
     assert "Usage: scraper-anses [OPTIONS]" in completed.stdout
     assert not imported & {*NOT_NEEDED_FOR_HELP, ScraperWorker.__module__}

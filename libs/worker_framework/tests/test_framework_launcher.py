@@ -6,6 +6,7 @@ import click
 import pytest
 from click.testing import CliRunner
 from framework_probe_worker import ProbeWorker
+from worker_framework import testing_processes
 from worker_framework.cli import COMMANDS
 from worker_framework.launcher import COMMAND_SUMMARIES, build_cli
 from worker_framework.testing_processes import modules_imported_by
@@ -21,13 +22,8 @@ BY_CLASS = "from framework_probe_worker import main; main()"
 
 #: What a worker's ``--help`` used to import and need not: the commands, the settings, the worker.
 NOT_NEEDED_FOR_HELP = {
-    "pydantic",
+    *testing_processes.NOT_NEEDED_FOR_HELP,
     "pydantic_settings",
-    "loguru",
-    "pika",
-    "requests",
-    "worker_framework.cli",
-    "worker_framework.settings",
     "worker_framework.progress",
     "worker_framework.worker",
     ProbeWorker.__module__,

@@ -73,6 +73,29 @@ def modules_imported_by(
             return completed, set(modules.read().split())
 
 
+#: What a worker's top-level ``--help`` needs none of: the framework's commands and settings,
+#: and the libraries they import.
+NOT_NEEDED_FOR_HELP = frozenset(
+    {"pydantic", "loguru", "pika", "requests", "worker_framework.cli", "worker_framework.settings"}
+)
+
+
+def help_by_name_and_by_class(
+    main_module: str, worker: str
+) -> tuple[subprocess.CompletedProcess[str], set[str], str]:
+    """An app's ``--help`` as its ``main`` gives it, each in a fresh interpreter.
+
+    ``main_module`` holds the app's ``main()``; ``worker`` is ``"package.module:ClassName"``.
+    Returns the completed ``--help`` of ``main``, the modules it imported, and the help text
+    that ``run_worker`` prints when given the worker class itself, which ``main``'s must equal.
+    """
+    module, _, name = worker.partition(":")
+    by_class = f"from worker_framework import run_worker; from {module} import {name}; "
+    by_class += f"run_worker({name})"
+    completed, imported = modules_imported_by(f"from {main_module} import main; main()", "--help")
+    return completed, imported, modules_imported_by(by_class, "--help")[0].stdout
+
+
 class WorkerProcess:
     """Runs ``entry_point`` (``"package.module:function"``, usually ``app.main:main``) in a
     subprocess with the given CLI ``args`` and environment overrides. Its stderr (the log) is
